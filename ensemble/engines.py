@@ -1,0 +1,156 @@
+"""The three networks behind a small interface, run in-process with onnxruntime.
+
+Triton's ``model.py`` files and the in-process benchmark ceiling both use these classes,
+so the server and the ceiling run exactly the same code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from . import ctc, text_det, yolo
+from .contracts import (
+    COCO_VEHICLE_CLASSES,
+    MAX_DETECTIONS,
+    MAX_PLATES,
+    PLATE_ALPHABET,
+    REC_HEIGHT,
+    REC_WIDTH,
+    InputError,
+)
+from .preprocess import Letterbox, rec_crop, rec_input
+
+
+class ModelFileMissingError(FileNotFoundError):
+    """Weights are not provisioned; tells the user which command provisions them."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"model weights not found at {path}; run `alpr-models fetch` first")
+
+
+def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    if not path.is_file():
+        raise ModelFileMissingError(path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or int(os.environ.get("OVR_ALPR_ORT_THREADS", "0")) or 0
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class VehicleDetector:
+    """YOLO (COCO) on fixed 640x640 letterboxed RGB frames; keeps vehicle classes."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        threads: int | None = None,
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        classes: Sequence[int] = tuple(COCO_VEHICLE_CLASSES),
+    ) -> None:
+        self.sess = session(path, threads)
+        self.input_name = self.sess.get_inputs()[0].name
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+        self.classes = list(classes)
+
+    def raw(self, images_rgb: np.ndarray) -> np.ndarray:
+        out: np.ndarray = self.sess.run(None, {self.input_name: yolo.yolo_input(images_rgb)})[0]
+        return out
+
+    def detect(
+        self, images_rgb: np.ndarray, source_hw: Sequence[tuple[int, int] | None]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Batch of letterboxed frames -> per frame (boxes xyxy in source px, scores, classes)."""
+        raw = self.raw(images_rgb)
+        size = images_rgb.shape[1]
+        results = []
+        for out, hw in zip(raw, source_hw, strict=True):
+            boxes, scores, classes = yolo.yolo_postprocess(
+                out,
+                keep_classes=self.classes,
+                score_threshold=self.score_threshold,
+                iou_threshold=self.iou_threshold,
+                max_detections=MAX_DETECTIONS,
+            )
+            if hw is not None:
+                boxes = Letterbox.for_size(hw[0], hw[1], size).to_source(boxes, hw[0], hw[1])
+            results.append((boxes, scores, classes))
+        return results
+
+
+class PlateProposer:
+    """PP-OCR DB text detector proposing plate regions in a vehicle crop or frame."""
+
+    def __init__(
+        self, path: Path, *, threads: int | None = None, params: text_det.DBParams | None = None
+    ) -> None:
+        self.sess = session(path, threads)
+        self.input_name = self.sess.get_inputs()[0].name
+        self.params = params or text_det.DBParams()
+
+    def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per image (quads [K,4,2], scores [K]); images of equal resized shape share a run."""
+        prepared = [text_det.det_resize(im, self.params) for im in images_bgr]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (resized, _, _) in enumerate(prepared):
+            groups.setdefault(resized.shape, []).append(i)
+        probs: list[np.ndarray | None] = [None] * len(images_bgr)
+        for idxs in groups.values():
+            batch = np.concatenate([text_det.det_input(prepared[i][0]) for i in idxs])
+            out = self.sess.run(None, {self.input_name: batch})[0]
+            for j, i in enumerate(idxs):
+                probs[i] = out[j, 0]
+        results = []
+        for image, (_, sy, sx), prob in zip(images_bgr, prepared, probs, strict=True):
+            assert prob is not None
+            quads, scores = text_det.db_boxes(prob, self.params, sy, sx)
+            results.append(
+                text_det.plate_candidates(quads, scores, self.params, image.shape[:2], MAX_PLATES)
+            )
+        return results
+
+
+class PlateReader:
+    """PP-OCR recogniser with CTC decoding folded onto the plate alphabet."""
+
+    def __init__(
+        self, path: Path, *, threads: int | None = None, alphabet: str = PLATE_ALPHABET
+    ) -> None:
+        self.sess = session(path, threads)
+        self.input_name = self.sess.get_inputs()[0].name
+        meta = self.sess.get_modelmeta().custom_metadata_map.get("character")
+        if not meta:
+            raise ValueError(f"{path} has no 'character' metadata; not a PP-OCR recogniser")
+        self.alphabet = alphabet
+        self.fold_matrix = ctc.folding_matrix(ctc.recogniser_symbols(meta), alphabet)
+
+    def read(self, crops: np.ndarray, batch: int = 16) -> list[ctc.CtcResult]:
+        """uint8 [N, 48, 320, 3] BGR crops -> one CtcResult per crop."""
+        results: list[ctc.CtcResult] = []
+        for start in range(0, len(crops), batch):
+            x = rec_input(crops[start : start + batch])
+            probs = self.sess.run(None, {self.input_name: x})[0]
+            results += ctc.greedy_decode(ctc.fold(probs, self.fold_matrix), self.alphabet)
+        return results
+
+
+def crops_for(image_bgr: np.ndarray, quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rectified recogniser crops ([K', 48, 320, 3]) and the indices of the quads kept."""
+    crops, kept = [], []
+    for i, q in enumerate(quads):
+        try:
+            crops.append(rec_crop(image_bgr, q))
+            kept.append(i)
+        except InputError:
+            continue
+    if not crops:
+        return np.zeros((0, REC_HEIGHT, REC_WIDTH, 3), np.uint8), np.zeros((0,), np.int64)
+    return np.stack(crops), np.asarray(kept, np.int64)

