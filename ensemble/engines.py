@@ -16,6 +16,7 @@ import onnxruntime as ort
 from . import ctc, text_det, yolo
 from .contracts import (
     COCO_VEHICLE_CLASSES,
+    DET_SIZE,
     MAX_DETECTIONS,
     MAX_PLATES,
     PLATE_ALPHABET,
@@ -23,7 +24,7 @@ from .contracts import (
     REC_WIDTH,
     InputError,
 )
-from .preprocess import Letterbox, rec_crop, rec_input
+from .preprocess import Letterbox, letterbox, rec_crop, rec_input
 
 
 class ModelFileMissingError(FileNotFoundError):
@@ -54,12 +55,16 @@ class VehicleDetector:
         score_threshold: float = 0.25,
         iou_threshold: float = 0.45,
         classes: Sequence[int] = tuple(COCO_VEHICLE_CLASSES),
+        agnostic_nms: bool = True,
     ) -> None:
         self.sess = session(path, threads)
         self.input_name = self.sess.get_inputs()[0].name
+        shape = self.sess.get_inputs()[0].shape
+        self.input_size = shape[2] if isinstance(shape[2], int) else DET_SIZE
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.classes = list(classes)
+        self.agnostic_nms = agnostic_nms
 
     def raw(self, images_rgb: np.ndarray) -> np.ndarray:
         out: np.ndarray = self.sess.run(None, {self.input_name: yolo.yolo_input(images_rgb)})[0]
@@ -79,6 +84,7 @@ class VehicleDetector:
                 score_threshold=self.score_threshold,
                 iou_threshold=self.iou_threshold,
                 max_detections=MAX_DETECTIONS,
+                agnostic=self.agnostic_nms,
             )
             if hw is not None:
                 boxes = Letterbox.for_size(hw[0], hw[1], size).to_source(boxes, hw[0], hw[1])
@@ -116,6 +122,31 @@ class PlateProposer:
                 text_det.plate_candidates(quads, scores, self.params, image.shape[:2], MAX_PLATES)
             )
         return results
+
+
+class YoloPlateProposer:
+    """A YOLO licence-plate detector (single class) proposing axis-aligned plate quads."""
+
+    def __init__(
+        self, path: Path, *, threads: int | None = None, score_threshold: float = 0.3
+    ) -> None:
+        self.detector = VehicleDetector(
+            path, threads=threads, score_threshold=score_threshold, classes=(0,)
+        )
+
+    def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        size = self.detector.input_size
+        boxed = [letterbox(im[..., ::-1], size)[0] for im in images_bgr]
+        hws = [im.shape[:2] for im in images_bgr]
+        dets = self.detector.detect(np.stack(boxed), hws)
+        out = []
+        for boxes, scores, _ in dets:
+            boxes, scores = boxes[:MAX_PLATES], scores[:MAX_PLATES]
+            quads = np.stack(
+                [boxes[:, [0, 1]], boxes[:, [2, 1]], boxes[:, [2, 3]], boxes[:, [0, 3]]], axis=1
+            ) if len(boxes) else np.zeros((0, 4, 2), np.float32)
+            out.append((quads.astype(np.float32), scores))
+        return out
 
 
 class PlateReader:

@@ -16,6 +16,7 @@ added only when the caller did not give one.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -42,15 +43,15 @@ class LaunchPlan:
 
 
 def _pytriton_root() -> Path:
-    try:
-        import pytriton  # type: ignore[import-not-found]
-    except ImportError as exc:  # pragma: no cover - depends on install
+    # find_spec, not import: pytriton's own dependencies are not installed (--no-deps)
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
         raise TritonNotFoundError(
             "no Triton found: /opt/tritonserver is absent and the 'nvidia-pytriton' wheel "
             "is not installed. Run scripts/install.sh (pip install --no-deps "
             "nvidia-pytriton==0.7.0) or use NVIDIA's Triton container."
-        ) from exc
-    return Path(pytriton.__file__).resolve().parent / "tritonserver"
+        )
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "tritonserver"
 
 
 def backend_dir_for(python_version: str | None = None, root: Path | None = None) -> Path:

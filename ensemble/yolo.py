@@ -24,8 +24,12 @@ def yolo_postprocess(
     score_threshold: float,
     iou_threshold: float,
     max_detections: int,
+    agnostic: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode one image's raw output [4 + num_classes, anchors].
+
+    ``agnostic`` NMS (default) suppresses overlapping boxes across classes: one vehicle
+    scored as both "car" and "truck" is one object, reported with its best class.
 
     Returns (boxes xyxy [K, 4] in detector-input pixels, scores [K], classes [K]),
     sorted by score, K <= max_detections.
@@ -44,9 +48,12 @@ def yolo_postprocess(
     scores, classes = scores[keep], class_ids[best[keep]]
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
     xywh = np.stack([boxes[:, 0], boxes[:, 1], w, h], axis=1)
-    idx = cv2.dnn.NMSBoxesBatched(
-        xywh.tolist(), scores.tolist(), classes.tolist(), score_threshold, iou_threshold
-    )
+    if agnostic:
+        idx = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), score_threshold, iou_threshold)
+    else:
+        idx = cv2.dnn.NMSBoxesBatched(
+            xywh.tolist(), scores.tolist(), classes.tolist(), score_threshold, iou_threshold
+        )
     idx = np.asarray(idx, dtype=np.int64).reshape(-1)
     idx = idx[np.argsort(-scores[idx])][:max_detections]
     return boxes[idx], scores[idx].astype(np.float32), classes[idx].astype(np.int32)

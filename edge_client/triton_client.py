@@ -1,0 +1,138 @@
+"""Typed gRPC client for the OVR-ALPR model repository (used by edge clients, tools, tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from ensemble.contracts import (
+    COCO_VEHICLE_CLASSES,
+    DET_SIZE,
+    MAX_TEXT,
+    Box,
+    Detection,
+    PlateRead,
+)
+from ensemble.preprocess import letterbox
+
+
+class InferenceError(RuntimeError):
+    """The server refused or failed a request; ``str()`` carries the server's message."""
+
+
+@dataclass(frozen=True)
+class TritonEndpoint:
+    url: str = "localhost:8001"
+    timeout_s: float = 10.0
+
+
+def _bytes_tensor(name: str, payloads: Sequence[bytes]) -> grpcclient.InferInput:
+    arr = np.array([[p] for p in payloads], dtype=object)
+    t = grpcclient.InferInput(name, list(arr.shape), "BYTES")
+    t.set_data_from_numpy(arr)
+    return t
+
+
+def _tensor(name: str, arr: np.ndarray, dtype: str) -> grpcclient.InferInput:
+    t = grpcclient.InferInput(name, list(arr.shape), dtype)
+    t.set_data_from_numpy(arr)
+    return t
+
+
+def parse_plates(result: grpcclient.InferResult) -> list[list[PlateRead]]:
+    """Turn an ``alpr`` (or plate_detector + plate_ocr) result into PlateReads per image."""
+    boxes = result.as_numpy("PLATE_BOXES")
+    scores = result.as_numpy("PLATE_SCORES")
+    counts = result.as_numpy("PLATE_COUNT")
+    texts = result.as_numpy("PLATE_TEXT")
+    confs = result.as_numpy("PLATE_CONFIDENCE")
+    chars = result.as_numpy("PLATE_CHAR_CONFIDENCES")
+    out = []
+    for i in range(len(counts)):
+        reads = []
+        for k in range(int(counts[i][0])):
+            text = texts[i][k].decode() if isinstance(texts[i][k], bytes) else str(texts[i][k])
+            cc = tuple(float(c) for c in chars[i][k][: min(len(text), MAX_TEXT)])
+            reads.append(PlateRead(Box(*map(float, boxes[i][k])), float(scores[i][k]), text, float(confs[i][k]), cc))
+        out.append(reads)
+    return out
+
+
+class AlprClient:
+    """Thin typed facade over ``tritonclient.grpc`` for the four served models."""
+
+    def __init__(self, endpoint: TritonEndpoint | str = TritonEndpoint()) -> None:
+        self.endpoint = TritonEndpoint(endpoint) if isinstance(endpoint, str) else endpoint
+        self.client = grpcclient.InferenceServerClient(self.endpoint.url)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def ready(self) -> bool:
+        try:
+            return bool(self.client.is_server_ready())
+        except InferenceServerException:
+            return False
+
+    def _infer(self, model: str, inputs: list[grpcclient.InferInput], outputs: Sequence[str]):  # type: ignore[no-untyped-def]
+        try:
+            return self.client.infer(
+                model,
+                inputs,
+                outputs=[grpcclient.InferRequestedOutput(o) for o in outputs],
+                client_timeout=self.endpoint.timeout_s,
+            )
+        except InferenceServerException as exc:
+            raise InferenceError(f"{model}: {exc.message()}") from exc
+
+    def detect_vehicles(self, frames_bgr: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Letterbox frames (any size) and detect vehicles; boxes in each frame's pixels."""
+        boxed = np.stack([letterbox(f[..., ::-1], DET_SIZE)[0] for f in frames_bgr])
+        sizes = np.array([f.shape[:2] for f in frames_bgr], np.int32)
+        res = self._infer(
+            "vehicle_detector",
+            [_tensor("IMAGE", boxed, "UINT8"), _tensor("SOURCE_SIZE", sizes, "INT32")],
+            ["BOXES", "SCORES", "CLASSES", "COUNT"],
+        )
+        boxes, scores = res.as_numpy("BOXES"), res.as_numpy("SCORES")
+        classes, counts = res.as_numpy("CLASSES"), res.as_numpy("COUNT")
+        out = []
+        for i in range(len(frames_bgr)):
+            n = int(counts[i][0])
+            out.append(
+                [
+                    Detection(Box(*map(float, boxes[i][k])), float(scores[i][k]), int(classes[i][k]),
+                              COCO_VEHICLE_CLASSES.get(int(classes[i][k]), str(int(classes[i][k]))))
+                    for k in range(n)
+                ]
+            )  # fmt: skip
+        return out
+
+    def read_plates(self, images: Sequence[bytes]) -> list[list[PlateRead]]:
+        """Run the ``alpr`` ensemble on encoded vehicle crops (or frames)."""
+        res = self._infer(
+            "alpr",
+            [_bytes_tensor("IMAGE", images)],
+            ["PLATE_BOXES", "PLATE_SCORES", "PLATE_COUNT", "PLATE_TEXT", "PLATE_CONFIDENCE",
+             "PLATE_CHAR_CONFIDENCES"],
+        )  # fmt: skip
+        return parse_plates(res)
+
+    def read_plate_crops(self, plates: Sequence[bytes]) -> list[tuple[str, float, tuple[float, ...]]]:
+        """Read encoded plate crops directly with ``plate_ocr`` (dedicated plate cameras)."""
+        res = self._infer(
+            "plate_ocr",
+            [_bytes_tensor("PLATE_IMAGE", plates)],
+            ["PLATE_TEXT", "PLATE_CONFIDENCE", "PLATE_CHAR_CONFIDENCES"],
+        )
+        texts, confs = res.as_numpy("PLATE_TEXT"), res.as_numpy("PLATE_CONFIDENCE")
+        chars = res.as_numpy("PLATE_CHAR_CONFIDENCES")
+        out = []
+        for i in range(len(plates)):
+            text = texts[i][0].decode()
+            out.append((text, float(confs[i][0]), tuple(float(c) for c in chars[i][0][: len(text)])))
+        return out

@@ -1,0 +1,60 @@
+"""The one Triton-facing class behind every Python-backend ``model.py``.
+
+Only this module touches ``triton_python_backend_utils`` (importable inside Triton's
+Python-backend stub only); the logic it calls lives in :mod:`ensemble.serving`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from .serving import BUILDERS, Service, process
+
+
+def make_model(kind: str) -> type:
+    """Return a ``TritonPythonModel`` class serving ``kind`` (a key of BUILDERS)."""
+    import numpy as np
+    import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+
+    class TritonPythonModel:
+        service: Service
+        input_names: list[str]
+
+        def initialize(self, args: dict[str, str]) -> None:
+            logging.basicConfig(level=logging.INFO)
+            config = json.loads(args["model_config"])
+            self.input_names = [i["name"] for i in config["input"]]
+            self.output_dtypes = {
+                o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]
+            }
+            self.service = BUILDERS[kind](args, config)
+
+        def execute(self, requests: list[Any]) -> list[Any]:
+            batch = []
+            for request in requests:
+                inputs: dict[str, np.ndarray | None] = {}
+                for name in self.input_names:
+                    tensor = pb_utils.get_input_tensor_by_name(request, name)
+                    inputs[name] = None if tensor is None else tensor.as_numpy()
+                batch.append(inputs)
+            responses = []
+            for reply in process(self.service, batch):
+                if reply.error is not None or reply.outputs is None:
+                    responses.append(
+                        pb_utils.InferenceResponse(error=pb_utils.TritonError(reply.error or "?"))
+                    )
+                    continue
+                tensors = [
+                    pb_utils.Tensor(name, value.astype(self.output_dtypes[name], copy=False))
+                    for name, value in reply.outputs.items()
+                ]
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            return responses
+
+        def finalize(self) -> None:
+            self.service = None  # type: ignore[assignment]
+
+    TritonPythonModel.__name__ = f"TritonPythonModel[{kind}]"
+    return TritonPythonModel
