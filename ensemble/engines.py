@@ -7,7 +7,7 @@ so the server and the ceiling run exactly the same code.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,9 @@ from .contracts import (
     InputError,
 )
 from .preprocess import Letterbox, letterbox, rec_crop, rec_input
+
+
+RawNet = Callable[[np.ndarray], np.ndarray]  # float32 [B, 3, S, S] -> [B, 4 + classes, anchors]
 
 
 class ModelFileMissingError(FileNotFoundError):
@@ -49,26 +52,39 @@ class VehicleDetector:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         *,
         threads: int | None = None,
         score_threshold: float = 0.25,
         iou_threshold: float = 0.45,
         classes: Sequence[int] = tuple(COCO_VEHICLE_CLASSES),
         agnostic_nms: bool = True,
+        net: RawNet | None = None,
+        input_size: int = DET_SIZE,
     ) -> None:
-        self.sess = session(path, threads)
-        self.input_name = self.sess.get_inputs()[0].name
-        shape = self.sess.get_inputs()[0].shape
-        self.input_size = shape[2] if isinstance(shape[2], int) else DET_SIZE
+        """Run the network from ``path`` with onnxruntime, or through ``net`` (e.g. a
+        TensorRT engine served by Triton and called over BLS)."""
+        self.input_size = input_size
+        if net is None:
+            if path is None:
+                raise ValueError("VehicleDetector needs an ONNX path or a net callable")
+            sess = session(path, threads)
+            name = sess.get_inputs()[0].name
+            shape = sess.get_inputs()[0].shape
+            self.input_size = shape[2] if isinstance(shape[2], int) else input_size
+
+            def net(x: np.ndarray) -> np.ndarray:
+                out: np.ndarray = sess.run(None, {name: x})[0]
+                return out
+
+        self.net = net
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.classes = list(classes)
         self.agnostic_nms = agnostic_nms
 
     def raw(self, images_rgb: np.ndarray) -> np.ndarray:
-        out: np.ndarray = self.sess.run(None, {self.input_name: yolo.yolo_input(images_rgb)})[0]
-        return out
+        return self.net(yolo.yolo_input(images_rgb))
 
     def detect(
         self, images_rgb: np.ndarray, source_hw: Sequence[tuple[int, int] | None]

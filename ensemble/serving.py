@@ -28,7 +28,14 @@ from .contracts import (
     REC_WIDTH,
     InputError,
 )
-from .engines import PlateProposer, PlateReader, VehicleDetector, YoloPlateProposer, crops_for
+from .engines import (
+    PlateProposer,
+    PlateReader,
+    RawNet,
+    VehicleDetector,
+    YoloPlateProposer,
+    crops_for,
+)
 from .image_io import decode_image
 from .yolo import pad_detections
 
@@ -246,11 +253,25 @@ def _threads(params: Mapping[str, str]) -> int | None:
     return t or None
 
 
-def build_vehicle_detector(args: Mapping[str, str], config: Mapping[str, Any]) -> VehicleDetectorService:
+BlsFactory = Callable[[str, str, str], RawNet]  # (model, input name, output name) -> net
+
+
+def build_vehicle_detector(
+    args: Mapping[str, str], config: Mapping[str, Any], bls: BlsFactory | None = None
+) -> VehicleDetectorService:
+    """ONNX in-process by default; with ``net_model`` set, the network is another Triton
+    model (a TensorRT plan or the native onnxruntime backend) called over BLS, and this
+    model only letterbox-normalises, decodes and runs NMS."""
     p = model_params(args, config)
     classes = [int(c) for c in p.get("classes", ",".join(map(str, COCO_VEHICLE_CLASSES))).split(",") if c]
+    net = None
+    if p.get("net_model"):
+        if bls is None:
+            raise ValueError("net_model is set but no BLS is available outside Triton")
+        net = bls(p["net_model"], p.get("net_input", "images"), p.get("net_output", "output0"))
     det = VehicleDetector(
-        version_dir(args) / p.get("onnx_file", "model.onnx"),
+        None if net else version_dir(args) / p.get("onnx_file", "model.onnx"),
+        net=net,
         threads=_threads(p),
         score_threshold=float(p.get("score_threshold", "0.25")),
         iou_threshold=float(p.get("iou_threshold", "0.45")),
@@ -260,7 +281,9 @@ def build_vehicle_detector(args: Mapping[str, str], config: Mapping[str, Any]) -
     return VehicleDetectorService(det)
 
 
-def build_plate_detector(args: Mapping[str, str], config: Mapping[str, Any]) -> PlateDetectorService:
+def build_plate_detector(
+    args: Mapping[str, str], config: Mapping[str, Any], bls: BlsFactory | None = None
+) -> PlateDetectorService:
     """A YOLO plate model when provisioned (yolo_plate.onnx), else the PP-OCR proposer."""
     p = model_params(args, config)
     vdir = version_dir(args)
@@ -276,7 +299,9 @@ def build_plate_detector(args: Mapping[str, str], config: Mapping[str, Any]) -> 
     return PlateDetectorService(proposer)
 
 
-def build_plate_ocr(args: Mapping[str, str], config: Mapping[str, Any]) -> PlateOcrService:
+def build_plate_ocr(
+    args: Mapping[str, str], config: Mapping[str, Any], bls: BlsFactory | None = None
+) -> PlateOcrService:
     p = model_params(args, config)
     engine = p.get("engine", "onnxruntime")
     if engine != "onnxruntime":
@@ -293,8 +318,39 @@ def build_plate_ocr(args: Mapping[str, str], config: Mapping[str, Any]) -> Plate
     return PlateOcrService(reader)
 
 
-BUILDERS: dict[str, Callable[[Mapping[str, str], Mapping[str, Any]], Service]] = {
+class RawNetService:
+    """A bare detector network (float32 [B, 3, S, S] -> raw output) served by the Python
+    backend: stands in for Triton's native onnxruntime/TensorRT backends where only the
+    Python backend exists, so the BLS variant is testable on any machine."""
+
+    def __init__(self, path: Path, threads: int | None, input_name: str, output_name: str) -> None:
+        from .engines import session
+
+        self.sess = session(path, threads)
+        self.input_name, self.output_name = input_name, output_name
+
+    def items(self, inputs: Mapping[str, np.ndarray | None]) -> list[Any]:
+        return list(_rows(inputs.get(self.input_name), self.input_name))
+
+    def run(self, items: Sequence[Any]) -> list[Outputs]:
+        out = self.sess.run(None, {self.sess.get_inputs()[0].name: np.stack(items)})[0]
+        return [{self.output_name: o} for o in out]
+
+
+def build_raw_net(
+    args: Mapping[str, str], config: Mapping[str, Any], bls: BlsFactory | None = None
+) -> RawNetService:
+    p = model_params(args, config)
+    return RawNetService(
+        version_dir(args) / p.get("onnx_file", "model.onnx"), _threads(p),
+        p.get("net_input", "images"), p.get("net_output", "output0"),
+    )  # fmt: skip
+
+
+Builder = Callable[[Mapping[str, str], Mapping[str, Any], BlsFactory | None], Service]
+BUILDERS: dict[str, Builder] = {
     "vehicle_detector": build_vehicle_detector,
     "plate_detector": build_plate_detector,
     "plate_ocr": build_plate_ocr,
+    "raw_net": build_raw_net,
 }

@@ -18,6 +18,24 @@ def make_model(kind: str) -> type:
     import numpy as np
     import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
 
+    def _bls(model: str, input_name: str, output_name: str):  # type: ignore[no-untyped-def]
+        """A RawNet that runs ``model`` through BLS, outputs requested in CPU memory."""
+
+        def net(x: np.ndarray) -> np.ndarray:
+            request = pb_utils.InferenceRequest(
+                model_name=model,
+                inputs=[pb_utils.Tensor(input_name, np.ascontiguousarray(x, np.float32))],
+                requested_output_names=[output_name],
+                preferred_memory=pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0),
+            )
+            response = request.exec()
+            if response.has_error():
+                raise RuntimeError(f"{model}: {response.error().message()}")
+            result: np.ndarray = pb_utils.get_output_tensor_by_name(response, output_name).as_numpy()
+            return result
+
+        return net
+
     class TritonPythonModel:
         service: Service
         input_names: list[str]
@@ -29,7 +47,7 @@ def make_model(kind: str) -> type:
             self.output_dtypes = {
                 o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]
             }
-            self.service = BUILDERS[kind](args, config)
+            self.service = BUILDERS[kind](args, config, _bls)
 
         def execute(self, requests: list[Any]) -> list[Any]:
             batch = []

@@ -1,0 +1,73 @@
+"""Assemble a model repository variant: the default repository plus a detector network
+served by another backend (TensorRT plan, native onnxruntime, or the Python stand-in).
+
+The default ``vehicle_detector`` runs ONNX in-process. In a variant it keeps its inputs
+and outputs (so clients do not change) but calls ``vehicle_detector_net`` over BLS.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VARIANTS_DIR = REPO_ROOT / "config" / "triton"
+NET = "vehicle_detector_net"
+
+
+class VariantError(ValueError):
+    pass
+
+
+def available() -> list[str]:
+    return sorted(p.name for p in VARIANTS_DIR.iterdir() if (p / NET / "config.pbtxt").is_file())
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Copy configs and code, symlink weights (large) into ``dst``."""
+    for path in src.rglob("*"):
+        if "__pycache__" in path.parts or path.is_dir():
+            continue
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix in {".onnx", ".plan", ".engine"}:
+            target.symlink_to(path.resolve())
+        else:
+            shutil.copy2(path, target)
+
+
+def with_net_model(config_text: str, net: str = NET) -> str:
+    cfg = text_format.Parse(config_text, mc.ModelConfig())
+    cfg.parameters["net_model"].string_value = net
+    return str(text_format.MessageToString(cfg))
+
+
+def assemble(
+    variant: str, out: Path, source: Path = REPO_ROOT / "model_repository", plan: Path | None = None
+) -> Path:
+    if variant not in available():
+        raise VariantError(f"unknown variant {variant!r}; choose one of {', '.join(available())}")
+    if out.exists():
+        raise VariantError(f"{out} exists; remove it or choose another folder")
+    _link_tree(source, out)
+    _link_tree(VARIANTS_DIR / variant, out)
+    net_cfg = text_format.Parse((out / NET / "config.pbtxt").read_text(), mc.ModelConfig())
+    weights = out / NET / "1"
+    weights.mkdir(parents=True, exist_ok=True)
+    if net_cfg.platform == "tensorrt_plan":
+        plan = plan or source / "vehicle_detector" / "1" / "model.plan"
+        if not plan.is_file():
+            raise VariantError(f"TensorRT variant needs an engine: {plan} not found (--plan)")
+        (weights / "model.plan").symlink_to(plan.resolve())
+    else:
+        onnx = source / "vehicle_detector" / "1" / "model.onnx"
+        if not onnx.is_file():
+            raise VariantError(f"{onnx} not found: run `alpr-models fetch` first")
+        if not (weights / "model.onnx").exists():
+            (weights / "model.onnx").symlink_to(onnx.resolve())
+    det_cfg = out / "vehicle_detector" / "config.pbtxt"
+    det_cfg.write_text(with_net_model(det_cfg.read_text()))
+    return out
