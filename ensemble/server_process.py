@@ -1,0 +1,88 @@
+"""Start and stop a tritonserver process on free ports (tests, benchmarks, demo)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class TritonProcess:
+    """A running tritonserver; ``grpc_url`` is host:port for tritonclient.grpc."""
+
+    grpc_url: str
+    http_url: str
+    metrics_url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    extra_args: list[str] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, timeout_s: float = 30) -> None:
+        if not self.alive():
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> TritonProcess:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def start_triton(
+    repository: Path, log: Path, *, extra_args: list[str] | None = None, timeout_s: float = 180
+) -> TritonProcess:
+    """Start the project's ``tritonserver`` on free ports and wait until it is ready."""
+    exe = shutil.which("tritonserver", path=str(Path(sys.executable).parent)) or "tritonserver"
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    cmd = [
+        exe, "--model-repository", str(repository), "--http-port", str(http),
+        "--grpc-port", str(grpc), "--metrics-port", str(metrics), *(extra_args or []),
+    ]  # fmt: skip
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+    server = TritonProcess(
+        f"127.0.0.1:{grpc}", f"http://127.0.0.1:{http}", f"http://127.0.0.1:{metrics}/metrics",
+        proc, log, list(extra_args or []),
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise RuntimeError(f"tritonserver exited early:\n{log.read_text()[-3000:]}")
+        if server.ready():
+            return server
+        time.sleep(0.5)
+    server.stop(5)
+    raise RuntimeError(f"tritonserver not ready after {timeout_s}s:\n{log.read_text()[-3000:]}")
