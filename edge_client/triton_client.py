@@ -57,7 +57,11 @@ def parse_plates(result: grpcclient.InferResult) -> list[list[PlateRead]]:
         for k in range(int(counts[i][0])):
             text = texts[i][k].decode() if isinstance(texts[i][k], bytes) else str(texts[i][k])
             cc = tuple(float(c) for c in chars[i][k][: min(len(text), MAX_TEXT)])
-            reads.append(PlateRead(Box(*map(float, boxes[i][k])), float(scores[i][k]), text, float(confs[i][k]), cc))
+            reads.append(
+                PlateRead(
+                    Box(*map(float, boxes[i][k])), float(scores[i][k]), text, float(confs[i][k]), cc
+                )
+            )
         out.append(reads)
     return out
 
@@ -78,7 +82,9 @@ class AlprClient:
         except InferenceServerException:
             return False
 
-    def _infer(self, model: str, inputs: list[grpcclient.InferInput], outputs: Sequence[str]):  # type: ignore[no-untyped-def]
+    def _infer(
+        self, model: str, inputs: list[grpcclient.InferInput], outputs: Sequence[str]
+    ) -> grpcclient.InferResult:
         try:
             return self.client.infer(
                 model,
@@ -105,8 +111,10 @@ class AlprClient:
             n = int(counts[i][0])
             out.append(
                 [
-                    Detection(Box(*map(float, boxes[i][k])), float(scores[i][k]), int(classes[i][k]),
-                              COCO_VEHICLE_CLASSES.get(int(classes[i][k]), str(int(classes[i][k]))))
+                    Detection(
+                        Box(*map(float, boxes[i][k])), float(scores[i][k]), int(classes[i][k]),
+                        COCO_VEHICLE_CLASSES.get(int(classes[i][k]), str(int(classes[i][k]))),
+                    )
                     for k in range(n)
                 ]
             )  # fmt: skip
@@ -122,7 +130,9 @@ class AlprClient:
         )  # fmt: skip
         return parse_plates(res)
 
-    def read_plate_crops(self, plates: Sequence[bytes]) -> list[tuple[str, float, tuple[float, ...]]]:
+    def read_plate_crops(
+        self, plates: Sequence[bytes]
+    ) -> list[tuple[str, float, tuple[float, ...]]]:
         """Read encoded plate crops directly with ``plate_ocr`` (dedicated plate cameras)."""
         res = self._infer(
             "plate_ocr",
@@ -134,5 +144,7 @@ class AlprClient:
         out = []
         for i in range(len(plates)):
             text = texts[i][0].decode()
-            out.append((text, float(confs[i][0]), tuple(float(c) for c in chars[i][0][: len(text)])))
+            out.append(
+                (text, float(confs[i][0]), tuple(float(c) for c in chars[i][0][: len(text)]))
+            )
         return out

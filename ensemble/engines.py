@@ -26,7 +26,6 @@ from .contracts import (
 )
 from .preprocess import Letterbox, letterbox, rec_crop, rec_input
 
-
 RawNet = Callable[[np.ndarray], np.ndarray]  # float32 [B, 3, S, S] -> [B, 4 + classes, anchors]
 
 
@@ -135,7 +134,9 @@ class PlateProposer:
             assert prob is not None
             quads, scores = text_det.db_boxes(prob, self.params, sy, sx)
             results.append(
-                text_det.plate_candidates(quads, scores, self.params, image.shape[:2], MAX_PLATES)
+                text_det.plate_candidates(
+                    quads, scores, self.params, (image.shape[0], image.shape[1]), MAX_PLATES
+                )
             )
         return results
 
@@ -153,14 +154,18 @@ class YoloPlateProposer:
     def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         size = self.detector.input_size
         boxed = [letterbox(im[..., ::-1], size)[0] for im in images_bgr]
-        hws = [im.shape[:2] for im in images_bgr]
+        hws: list[tuple[int, int] | None] = [(im.shape[0], im.shape[1]) for im in images_bgr]
         dets = self.detector.detect(np.stack(boxed), hws)
         out = []
         for boxes, scores, _ in dets:
             boxes, scores = boxes[:MAX_PLATES], scores[:MAX_PLATES]
-            quads = np.stack(
-                [boxes[:, [0, 1]], boxes[:, [2, 1]], boxes[:, [2, 3]], boxes[:, [0, 3]]], axis=1
-            ) if len(boxes) else np.zeros((0, 4, 2), np.float32)
+            quads = (
+                np.stack(
+                    [boxes[:, [0, 1]], boxes[:, [2, 1]], boxes[:, [2, 3]], boxes[:, [0, 3]]], axis=1
+                )
+                if len(boxes)
+                else np.zeros((0, 4, 2), np.float32)
+            )
             out.append((quads.astype(np.float32), scores))
         return out
 

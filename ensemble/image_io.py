@@ -127,7 +127,9 @@ def decode_image(
     if image is None:
         raise InputError(f"undecodable {fmt.upper()} ({len(data)} bytes, header {w}x{h})")
     if image.shape[0] != h or image.shape[1] != w:
-        raise InputError(f"decoded size {image.shape[1]}x{image.shape[0]} differs from header {w}x{h}")
+        raise InputError(
+            f"decoded size {image.shape[1]}x{image.shape[0]} differs from header {w}x{h}"
+        )
     return image
 
 

@@ -44,7 +44,9 @@ def make_batch_dynamic(src: Path, dst: Path) -> None:
             if arr.ndim == 1 and arr.size > 1 and arr[0] == 1:
                 new = arr.copy()
                 new[0] = 0
-                inits[shape_name].CopyFrom(numpy_helper.from_array(new.astype(arr.dtype), shape_name))
+                inits[shape_name].CopyFrom(
+                    numpy_helper.from_array(new.astype(arr.dtype), shape_name)
+                )
                 changed += 1
         elif shape_name in producers and producers[shape_name].op_type == "Constant":
             attr = producers[shape_name].attribute[0]

@@ -46,7 +46,7 @@ def letterbox(image: np.ndarray, size: int = DET_SIZE) -> tuple[np.ndarray, Lett
     interp = cv2.INTER_AREA if lb.scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
     out = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
-    top, left = int(round(lb.pad_y - 0.1)), int(round(lb.pad_x - 0.1))
+    top, left = round(lb.pad_y - 0.1), round(lb.pad_x - 0.1)
     out[top : top + new_h, left : left + new_w] = resized
     return out, lb
 

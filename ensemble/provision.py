@@ -96,8 +96,12 @@ USER_TARGETS: dict[tuple[str, str], str] = {
     ("plate_detector", ".plan"): "plate_detector/1/yolo_plate.plan",
 }
 
+def _copy(src: Path, dst: Path) -> None:
+    shutil.copyfile(src, dst)
+
+
 CONVERTERS: dict[str, Callable[[Path, Path], None]] = {
-    "copy": lambda src, dst: shutil.copyfile(src, dst),
+    "copy": _copy,
     "yolo_dynamic_batch": make_batch_dynamic,
 }
 
@@ -203,7 +207,9 @@ def install_artifact(art: Artifact, repository: Path, cache: Path, force: bool =
     return dest
 
 
-def fetch(repository: Path = DEFAULT_REPOSITORY, cache: Path = CACHE_DIR, force: bool = False) -> list[Path]:
+def fetch(
+    repository: Path = DEFAULT_REPOSITORY, cache: Path = CACHE_DIR, force: bool = False
+) -> list[Path]:
     out = []
     for i, art in enumerate(DEFAULTS, 1):
         _log(f"[{i}/{len(DEFAULTS)}] {art.model}")

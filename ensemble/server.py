@@ -110,7 +110,9 @@ def plan_launch(argv: list[str], environ: dict[str, str] | None = None) -> Launc
         args += ["--backend-directory", str(backend_dir_for(root=root))]
 
     venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join([venv_bin, *[p for p in env.get("PATH", "").split(os.pathsep) if p]])
+    env["PATH"] = os.pathsep.join(
+        [venv_bin, *[p for p in env.get("PATH", "").split(os.pathsep) if p]]
+    )
     libs = [str(root.parent.parent / "nvidia_pytriton.libs")]
     libdir = sysconfig.get_config_var("LIBDIR")
     if libdir:

@@ -145,7 +145,9 @@ class VehicleDetectorService:
         if sizes.shape != (len(images), 2):
             raise InputError(f"SOURCE_SIZE must be [B, 2] (height, width), got {list(sizes.shape)}")
         if (sizes <= 0).any() or (sizes > MAX_IMAGE_SIDE).any():
-            raise InputError(f"SOURCE_SIZE values must be in 1..{MAX_IMAGE_SIDE}, got {sizes.tolist()}")
+            raise InputError(
+                f"SOURCE_SIZE values must be in 1..{MAX_IMAGE_SIDE}, got {sizes.tolist()}"
+            )
         return [(img, (int(h), int(w))) for img, (h, w) in zip(images, sizes, strict=True)]
 
     def run(self, items: Sequence[Any]) -> list[Outputs]:
@@ -178,10 +180,9 @@ class PlateDetectorService:
             ps = np.zeros((MAX_PLATES,), np.float32)
             pc = np.full((MAX_PLATES, REC_HEIGHT, REC_WIDTH, 3), 128, np.uint8)
             pb[:n], ps[:n], pc[:n] = boxes, scores[kept], crops
-            out.append(
-                {"PLATE_BOXES": pb, "PLATE_SCORES": ps, "PLATE_CROPS": pc,
-                 "PLATE_COUNT": np.array([n], np.int32)}
-            )  # fmt: skip
+            row: Outputs = {"PLATE_BOXES": pb, "PLATE_SCORES": ps, "PLATE_CROPS": pc}
+            row["PLATE_COUNT"] = np.array([n], np.int32)
+            out.append(row)
         return out
 
 
@@ -211,11 +212,17 @@ class PlateOcrService:
         crops = _rows(crops, "PLATE_CROPS")
         counts = inputs.get("PLATE_COUNT")
         if counts is None or counts.shape != (len(crops), 1):
-            raise InputError(f"PLATE_COUNT must be [B, 1] with PLATE_CROPS, got {None if counts is None else list(counts.shape)}")
+            got = None if counts is None else list(counts.shape)
+            raise InputError(f"PLATE_COUNT must be [B, 1] with PLATE_CROPS, got {got}")
         if crops.dtype != np.uint8 or crops.shape[2:] != (REC_HEIGHT, REC_WIDTH, 3):
-            raise InputError(f"PLATE_CROPS must be uint8 [B, K, {REC_HEIGHT}, {REC_WIDTH}, 3], got {list(crops.shape)}")
+            raise InputError(
+                f"PLATE_CROPS must be uint8 [B, K, {REC_HEIGHT}, {REC_WIDTH}, 3], "
+                f"got {list(crops.shape)}"
+            )
         if (counts < 0).any() or (counts > crops.shape[1]).any():
-            raise InputError(f"PLATE_COUNT must be in 0..{crops.shape[1]}, got {counts.ravel().tolist()}")
+            raise InputError(
+                f"PLATE_COUNT must be in 0..{crops.shape[1]}, got {counts.ravel().tolist()}"
+            )
         return [c[: int(n)] for c, n in zip(crops, counts[:, 0], strict=True)]
 
     def run(self, items: Sequence[Any]) -> list[Outputs]:
@@ -233,7 +240,9 @@ class PlateOcrService:
                 cc = r.char_confidences[:MAX_TEXT]
                 chars[k, : len(cc)] = cc
             pos += len(item)
-            out.append({"PLATE_TEXT": text, "PLATE_CONFIDENCE": conf, "PLATE_CHAR_CONFIDENCES": chars})
+            out.append(
+                {"PLATE_TEXT": text, "PLATE_CONFIDENCE": conf, "PLATE_CHAR_CONFIDENCES": chars}
+            )
         return out
 
 
@@ -263,7 +272,9 @@ def build_vehicle_detector(
     model (a TensorRT plan or the native onnxruntime backend) called over BLS, and this
     model only letterbox-normalises, decodes and runs NMS."""
     p = model_params(args, config)
-    classes = [int(c) for c in p.get("classes", ",".join(map(str, COCO_VEHICLE_CLASSES))).split(",") if c]
+    classes = [
+        int(c) for c in p.get("classes", ",".join(map(str, COCO_VEHICLE_CLASSES))).split(",") if c
+    ]
     net = None
     if p.get("net_model"):
         if bls is None:

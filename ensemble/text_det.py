@@ -34,8 +34,8 @@ def det_resize(image: np.ndarray, params: DBParams) -> tuple[np.ndarray, float, 
     scale = min(1.0, params.limit_side / max(h, w))
     if min(h, w) * scale < params.min_side:
         scale = min(params.min_side / min(h, w), params.limit_side / max(h, w) * 2)
-    nh = max(32, int(round(h * scale / 32)) * 32)
-    nw = max(32, int(round(w * scale / 32)) * 32)
+    nh = max(32, round(h * scale / 32) * 32)
+    nw = max(32, round(w * scale / 32) * 32)
     resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     return resized, nh / h, nw / w
 
@@ -51,8 +51,7 @@ def db_boxes(
     """Probability map [H, W] -> (quads [K, 4, 2] in source pixels, scores [K])."""
     if prob.ndim != 2:
         raise InputError(f"expected a 2-D probability map, got {prob.shape}")
-    mask = (prob > params.thresh).astype(np.uint8)
-    mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
+    mask = cv2.dilate((prob > params.thresh).astype(np.uint8), np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     quads, scores = [], []
     for contour in contours[:1000]:
@@ -60,7 +59,7 @@ def db_boxes(
             continue
         x, y, w, h = cv2.boundingRect(contour)
         region = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(region, [contour.reshape(-1, 2) - [x, y]], 1)
+        cv2.fillPoly(region, [(contour.reshape(-1, 2) - [x, y]).astype(np.int32)], (1,))
         score = float(cv2.mean(prob[y : y + h, x : x + w], region)[0])
         if score < params.box_thresh:
             continue
@@ -68,7 +67,7 @@ def db_boxes(
         if min(rw, rh) < 3:
             continue
         d = rw * rh * params.unclip_ratio / (2 * (rw + rh))
-        quad = cv2.boxPoints(((cx, cy), (rw + 2 * d, rh + 2 * d), angle))
+        quad = np.asarray(cv2.boxPoints(((cx, cy), (rw + 2 * d, rh + 2 * d), angle)), np.float32)
         quad[:, 0] /= scale_x
         quad[:, 1] /= scale_y
         quads.append(quad)

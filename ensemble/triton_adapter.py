@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .serving import BUILDERS, Service, process
@@ -16,9 +17,9 @@ from .serving import BUILDERS, Service, process
 def make_model(kind: str) -> type:
     """Return a ``TritonPythonModel`` class serving ``kind`` (a key of BUILDERS)."""
     import numpy as np
-    import triton_python_backend_utils as pb_utils  # type: ignore[import-not-found]
+    import triton_python_backend_utils as pb_utils
 
-    def _bls(model: str, input_name: str, output_name: str):  # type: ignore[no-untyped-def]
+    def _bls(model: str, input_name: str, output_name: str) -> Callable[[np.ndarray], np.ndarray]:
         """A RawNet that runs ``model`` through BLS, outputs requested in CPU memory."""
 
         def net(x: np.ndarray) -> np.ndarray:
@@ -31,7 +32,9 @@ def make_model(kind: str) -> type:
             response = request.exec()
             if response.has_error():
                 raise RuntimeError(f"{model}: {response.error().message()}")
-            result: np.ndarray = pb_utils.get_output_tensor_by_name(response, output_name).as_numpy()
+            result: np.ndarray = pb_utils.get_output_tensor_by_name(
+                response, output_name
+            ).as_numpy()
             return result
 
         return net

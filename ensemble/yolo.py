@@ -54,9 +54,9 @@ def yolo_postprocess(
         idx = cv2.dnn.NMSBoxesBatched(
             xywh.tolist(), scores.tolist(), classes.tolist(), score_threshold, iou_threshold
         )
-    idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-    idx = idx[np.argsort(-scores[idx])][:max_detections]
-    return boxes[idx], scores[idx].astype(np.float32), classes[idx].astype(np.int32)
+    order = np.asarray(idx, dtype=np.int64).reshape(-1)
+    order = order[np.argsort(-scores[order])][:max_detections]
+    return boxes[order], scores[order].astype(np.float32), classes[order].astype(np.int32)
 
 
 def pad_detections(

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Build a model repository variant (tensorrt | onnxruntime | python-net) into a folder.
 
-    python scripts/make_variant.py tensorrt /models --plan vehicle_detector.plan
-    tritonserver --model-repository /models
+python scripts/make_variant.py tensorrt /models --plan vehicle_detector.plan
+tritonserver --model-repository /models
 """
 
 from __future__ import annotations

@@ -15,12 +15,16 @@ def render_plate(text: str, height: int = 110, scale: float = 3.0) -> np.ndarray
     w = tw + 60
     plate = np.full((height, w, 3), 255, np.uint8)
     cv2.rectangle(plate, (2, 2), (w - 3, height - 3), (20, 20, 20), 4)
-    cv2.putText(plate, text, (30, (height + th) // 2), font, scale, (10, 10, 10), thick, cv2.LINE_AA)
+    cv2.putText(
+        plate, text, (30, (height + th) // 2), font, scale, (10, 10, 10), thick, cv2.LINE_AA
+    )
     return plate
 
 
-def render_vehicle(text: str, size: tuple[int, int] = (480, 640)) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """A grey 'vehicle crop' with the plate pasted in its lower half; returns (image, plate xywh)."""
+def render_vehicle(
+    text: str, size: tuple[int, int] = (480, 640)
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A grey 'vehicle crop' with the plate in its lower half; returns (image, plate xywh)."""
     h, w = size
     img = np.full((h, w, 3), 90, np.uint8)
     cv2.rectangle(img, (60, 80), (w - 60, h - 40), (140, 60, 40), -1)  # body

@@ -41,5 +41,5 @@ def test_native_override_runs_given_binary_untouched() -> None:
 
 
 def test_unknown_python_version_is_a_clear_error() -> None:
-    with pytest.raises(server.TritonNotFoundError, match="Python 2.7"):
+    with pytest.raises(server.TritonNotFoundError, match=r"Python 2\.7"):
         server.backend_dir_for("2.7")

@@ -36,14 +36,24 @@ def test_config_parses_and_names_its_folder(path: Path) -> None:
 
 
 def test_expected_models_present() -> None:
-    assert {p.parent.name for p in CONFIGS} == {"vehicle_detector", "plate_detector", "plate_ocr", "alpr"}
+    assert {p.parent.name for p in CONFIGS} == {
+        "vehicle_detector",
+        "plate_detector",
+        "plate_ocr",
+        "alpr",
+    }
 
 
 def test_shapes_match_contracts() -> None:
     cfg = {p.parent.name: load(p) for p in CONFIGS}
     assert dims(cfg["vehicle_detector"], "IMAGE") == [c.DET_SIZE, c.DET_SIZE, 3]
     assert dims(cfg["vehicle_detector"], "BOXES") == [c.MAX_DETECTIONS, 4]
-    assert dims(cfg["plate_detector"], "PLATE_CROPS") == [c.MAX_PLATES, c.REC_HEIGHT, c.REC_WIDTH, 3]
+    assert dims(cfg["plate_detector"], "PLATE_CROPS") == [
+        c.MAX_PLATES,
+        c.REC_HEIGHT,
+        c.REC_WIDTH,
+        3,
+    ]
     assert dims(cfg["plate_ocr"], "PLATE_CHAR_CONFIDENCES") == [c.MAX_PLATES, c.MAX_TEXT]
 
 

