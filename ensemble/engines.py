@@ -43,6 +43,11 @@ def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     opts.intra_op_num_threads = threads or int(os.environ.get("OVR_ALPR_ORT_THREADS", "0")) or 0
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Several models share the CPU in one server (each Python-backend model is its own
+    # process): spinning worker threads would burn the cores the other models need.
+    spin = os.environ.get("OVR_ALPR_ORT_SPIN", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 

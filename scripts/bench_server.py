@@ -3,9 +3,11 @@
 perf_analyzer does not run on this machine (its glibc is too old), so this script is a small
 ``tritonclient`` load generator. In one run it:
 
-1. starts its own ``tritonserver`` on free ports (``--model-control-mode=explicit``, all models
-   of ``model_repository/`` loaded), waits for ``/v2/health/ready`` and always stops it at the
-   end; or, with ``--url host:port`` (gRPC), uses a server that is already running;
+1. starts its own ``tritonserver`` on free ports (``ensemble.server_process.start_triton``,
+   ``--model-control-mode=explicit``, all models of ``model_repository/`` loaded), waits for
+   ``/v2/health/ready`` and always stops it at the end; or, with ``--url host:port`` (gRPC),
+   uses a server that is already running (without model control there, batching on/off and
+   the delay sweep are skipped and the report says so);
 2. measures the in-process ceiling while the server is idle: ``VehicleDetector.detect`` and
    the ``alpr`` path (plate_detector + plate_ocr services, the code the server runs) at batch
    sizes ``--batch-sizes``, best images/s = ceiling;
@@ -32,8 +34,8 @@ are pessimistic; compare the ratios, which are measured side by side in one run.
 
 Examples::
 
-    python scripts/bench_server.py --quick --out /tmp/bench_quick.json   # smoke run, ~2 min
-    python scripts/bench_server.py                                         # full run
+    python scripts/bench_server.py --quick --out /tmp/bench_quick.json   # smoke run, ~1.5 min
+    python scripts/bench_server.py                                         # full run, ~7 min
     python scripts/bench_server.py --url localhost:8001 --concurrency 1,4,16
 """
 
@@ -42,24 +44,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import gc
 import importlib.metadata
 import json
 import os
 import platform
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -70,6 +69,7 @@ from tritonclient.utils import InferenceServerException
 
 from ensemble.engines import VehicleDetector
 from ensemble.preprocess import letterbox
+from ensemble.server_process import TritonProcess, start_triton
 from ensemble.serving import (
     PlateDetectorService,
     PlateOcrService,
@@ -85,8 +85,19 @@ VEHICLE = "vehicle_detector"
 ALPR = "alpr"
 COMPOSING = {VEHICLE: (VEHICLE,), ALPR: ("plate_detector", "plate_ocr")}
 ALL_MODELS = (VEHICLE, "plate_detector", "plate_ocr", ALPR)
-RESERVED_PORTS = range(18000, 18003)  # the project's own server
 BEST_DELAY_TOLERANCE = 0.02
+T = TypeVar("T")
+RATIO_DEFINITIONS = {
+    "triton_over_inprocess": "vehicle_detector infer/s with batching on at its best concurrency "
+    "/ best in-process images/s over --batch-sizes",
+    "batching_on_over_off_c8": "vehicle_detector infer/s at concurrency 8, batching on / off",
+    "alpr_triton_over_inprocess": "the same for alpr (in-process: plate_detector + plate_ocr "
+    "services on the JPEG, the code the server runs)",
+    "alpr_batching_on_over_off_c8": "alpr infer/s at concurrency 8, dynamic batching of "
+    "plate_detector and plate_ocr on / off",
+    "best_queue_delay_us": "delay sweep point with the highest throughput; within 2 % of it, "
+    "the lowest p95",
+}
 
 
 def log(msg: str) -> None:
@@ -118,7 +129,7 @@ def _int_list(text: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--url", help="gRPC host:port of a running server (default: start one)")
     p.add_argument("--duration", type=float, help="measured seconds per point (default 8)")
@@ -132,13 +143,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[0, 500, 2000, 5000],
         help="vehicle_detector max_queue_delay_microseconds sweep ('' skips it)",
     )
-    p.add_argument("--sweep-concurrency", type=int, default=8)
+    p.add_argument("--sweep-concurrency", type=int, default=8, help="delay sweep level")
     p.add_argument("--models", default=f"{VEHICLE},{ALPR}", help="subset of vehicle_detector,alpr")
     p.add_argument("--shm", action="store_true", help="vehicle_detector input via system shm")
     p.add_argument("--image", type=Path, help="photo to send (default: from ../shared/data)")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request timeout, seconds")
     p.add_argument("--server-timeout", type=float, default=180.0, help="seconds to become ready")
-    p.add_argument("--quick", action="store_true", help="smoke run: 2 s, warm-up 1 s, C=1,8")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: 2 s, warm-up 1 s, C=1,8, batches 1,8"
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON path (.md beside it)")
     return p.parse_args(argv)
 
@@ -230,91 +243,15 @@ def load_inputs(image: Path | None) -> Inputs:
 
 
 # --------------------------------------------------------------------------- server
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports (kernel-chosen), avoiding the project's 18000-18002."""
-    socks: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            port = s.getsockname()[1]
-            if port not in RESERVED_PORTS:
-                ports.append(port)
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-class ManagedServer:
-    """A tritonserver subprocess of our own (own process group), stopped in ``close``."""
-
-    def __init__(self, repo: Path, ready_timeout_s: float) -> None:
-        self.http, self.grpc, self.metrics = free_ports(3)
-        fd, log_name = tempfile.mkstemp(prefix="bench_triton_", suffix=".log")
-        os.close(fd)
-        self.log_path = Path(log_name)
-        cmd = [
-            sys.executable,
-            "-m",
-            "ensemble.server",
-            "--model-repository",
-            str(repo),
-            f"--http-port={self.http}",
-            f"--grpc-port={self.grpc}",
-            f"--metrics-port={self.metrics}",
-            "--model-control-mode=explicit",
-            "--load-model=*",
-            "--exit-timeout-secs=10",
-        ]
-        log(f"starting tritonserver (gRPC {self.grpc}, HTTP {self.http}); log {self.log_path}")
-        with self.log_path.open("wb") as sink:
-            self.proc = subprocess.Popen(
-                cmd, cwd=REPO_ROOT, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self._wait_ready(ready_timeout_s)
-
-    @property
-    def url(self) -> str:
-        return f"127.0.0.1:{self.grpc}"
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        ready_url = f"http://127.0.0.1:{self.http}/v2/health/ready"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"tritonserver exited ({self.proc.returncode}):\n{self.log_tail()}"
-                )
-            with (
-                contextlib.suppress(urllib.error.URLError, OSError),
-                urllib.request.urlopen(ready_url, timeout=2) as resp,
-            ):
-                if resp.status == 200:
-                    return
-            time.sleep(0.5)
-        raise RuntimeError(f"tritonserver not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            log("stopping tritonserver")
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                log("tritonserver did not stop in 30 s; killing its process group")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        # the Python-backend stubs share the group; make sure none outlives the server
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+def start_server(timeout_s: float) -> TritonProcess:
+    """The project's tritonserver on free (kernel-chosen, ephemeral) ports, explicit mode."""
+    fd, log_name = tempfile.mkstemp(prefix="bench_triton_", suffix=".log")
+    os.close(fd)
+    log(f"starting tritonserver; log {log_name}")
+    args = ["--model-control-mode=explicit", "--load-model=*", "--exit-timeout-secs=10"]
+    server = start_triton(MODEL_REPO, Path(log_name), extra_args=args, timeout_s=timeout_s)
+    log(f"tritonserver ready at {server.grpc_url} (gRPC)")
+    return server
 
 
 def wait_models_ready(
@@ -328,6 +265,17 @@ def wait_models_ready(
             raise RuntimeError(f"models not ready after {timeout_s:.0f} s: {pending}")
         if pending:
             time.sleep(0.25)
+
+
+def wait_server_ready(client: grpcclient.InferenceServerClient, url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(InferenceServerException):
+            if client.is_server_ready():
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no ready Triton server at {url} after {timeout_s:.0f} s")
+        time.sleep(0.5)
 
 
 def _model_ready(client: grpcclient.InferenceServerClient, name: str) -> bool:
@@ -361,6 +309,12 @@ def _batching_of(cfg: dict[str, Any]) -> dict[str, Any] | None:
     return dict(db) if db is not None else None
 
 
+def _queue_delay(cfg: dict[str, Any]) -> int | None:
+    """None without dynamic batching, else the delay (proto3 JSON omits a 0)."""
+    db = cfg.get("dynamic_batching")
+    return None if db is None else int(db.get("max_queue_delay_microseconds", 0) or 0)
+
+
 class ModelControl:
     """Reload models with edited configs (config override) and restore the originals.
 
@@ -376,10 +330,11 @@ class ModelControl:
     def _load(self, name: str, cfg: dict[str, Any]) -> None:
         self.client.load_model(name, config=json.dumps(cfg))
         actual = self.client.get_model_config(name, as_json=True)["config"]
-        if _batching_of(actual) != _batching_of(cfg):
+        want, got = _queue_delay(cfg), _queue_delay(actual)
+        if want != got:
             raise RuntimeError(
-                f"{name}: reload did not apply dynamic_batching={_batching_of(cfg)} "
-                f"(server reports {_batching_of(actual)})"
+                f"{name}: reload did not apply max_queue_delay_microseconds={want} "
+                f"(server reports {got}; None = no dynamic_batching)"
             )
 
     @contextlib.contextmanager
@@ -504,9 +459,9 @@ class LoadWorker(threading.Thread):
             ok = True
             try:
                 client.infer(payload.model, payload.inputs, client_timeout=self.timeout_s)
-            except InferenceServerException as exc:
+            except Exception as exc:  # count it and keep going, as perf_analyzer does
                 ok = False
-                self.first_error = self.first_error or str(exc)
+                self.first_error = self.first_error or f"{type(exc).__name__}: {exc}"
             self.records.append((sent, time.perf_counter(), ok))
 
 
@@ -669,6 +624,7 @@ class Report:
     delay_sweep: list[LoadResult] = field(default_factory=list)
     inprocess: list[InprocResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    failures: int = 0
 
 
 def factory_for(model: str, inputs: Inputs, s: Settings) -> PayloadFactory:
@@ -694,37 +650,39 @@ def sweep_levels(
     ]
 
 
-def model_phase(
-    url: str, model: str, inputs: Inputs, control: ModelControl | None, s: Settings
+def batching_off_rows(
+    url: str, model: str, factory: PayloadFactory, control: ModelControl, s: Settings
 ) -> list[LoadResult]:
+    log(f"reloading {', '.join(COMPOSING[model])} without dynamic_batching")
+    with control.edited(COMPOSING[model], without_batching):
+        return sweep_levels(url, model, factory, "off", s)
+
+
+def delay_rows(
+    url: str, model: str, inputs: Inputs, control: ModelControl, delay: int, s: Settings
+) -> list[LoadResult]:
+    """``model`` at the sweep concurrency with one max_queue_delay_microseconds on every
+    composing model."""
     factory = factory_for(model, inputs, s)
-    rows = sweep_levels(url, model, factory, "on", s)
-    if control is not None:
-        log(f"reloading {', '.join(COMPOSING[model])} without dynamic_batching")
-        with control.edited(COMPOSING[model], without_batching):
-            rows += sweep_levels(url, model, factory, "off", s)
-    return rows
+    log(f"reloading {', '.join(COMPOSING[model])} with max_queue_delay_microseconds={delay}")
+    transport = transport_for(model, s)
+    with control.edited(COMPOSING[model], with_queue_delay(delay)):
+        c = s.sweep_concurrency
+        return [
+            measure(url, model, factory, "on", c, s, transport=transport, max_queue_delay_us=delay)
+        ]
 
 
-def delay_phase(url: str, inputs: Inputs, control: ModelControl, s: Settings) -> list[LoadResult]:
-    factory = factory_for(VEHICLE, inputs, s)
-    rows = []
-    for delay in s.delays_us:
-        log(f"reloading {VEHICLE} with max_queue_delay_microseconds={delay}")
-        with control.edited([VEHICLE], with_queue_delay(delay)):
-            rows.append(
-                measure(
-                    url,
-                    VEHICLE,
-                    factory,
-                    "on",
-                    s.sweep_concurrency,
-                    s,
-                    transport=transport_for(VEHICLE, s),
-                    max_queue_delay_us=delay,
-                )
-            )
-    return rows
+def guarded(report: Report, label: str, fn: Callable[[], T], default: T) -> T:
+    """Run one phase; a failure is logged and noted in the report, and the run goes on."""
+    try:
+        return fn()
+    except Exception as exc:
+        message = f"{label} failed: {type(exc).__name__}: {exc}"
+        log(message)
+        report.notes.append(message)
+        report.failures += 1
+        return default
 
 
 def inprocess_phase(
@@ -807,7 +765,10 @@ def summary_ratios(report: Report) -> dict[str, Any]:
         out[f"{prefix}batching_on_over_off_c8"] = _ratio(
             on8.infer_per_s if on8 else None, off8.infer_per_s if off8 else None
         )
-    out["best_queue_delay_us"] = best_delay(report.delay_sweep)
+    for model, prefix in ((VEHICLE, ""), (ALPR, "alpr_")):
+        out[f"{prefix}best_queue_delay_us"] = best_delay(
+            [r for r in report.delay_sweep if r.model == model]
+        )
     return out
 
 
@@ -822,7 +783,9 @@ def markdown(report: Report, ratios: dict[str, Any]) -> str:
         "",
         f"{m['date']} | {m['cpu_count']} CPUs | {m['platform']} | Python {m['python']} | "
         f"onnxruntime {m['onnxruntime']} | Triton {s.get('server_version')} | "
-        f"{s['duration_s']} s per point after {s['warmup_s']} s warm-up | input {s['image']}",
+        f"{s['duration_s']} s per point after {s['warmup_s']} s warm-up | input {s['image']} | "
+        f"vehicle_detector input via {'system shared memory' if s['shm'] else 'gRPC'} | "
+        f"server: {s['url'] or 'started by this script'}",
         "",
         "| model | batching | concurrency | infer/s | p50 ms | p95 ms | p99 ms | errors |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -839,22 +802,23 @@ def markdown(report: Report, ratios: dict[str, Any]) -> str:
 
 
 def _sweep_md(report: Report) -> list[str]:
-    if not report.delay_sweep:
-        return []
-    c = report.delay_sweep[0].concurrency
-    lines = [
-        "",
-        f"## vehicle_detector queue-delay sweep (concurrency {c})",
-        "",
-        "| max_queue_delay_us | infer/s | p50 ms | p95 ms | p99 ms | errors |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    lines += [
-        f"| {r.max_queue_delay_us} | {r.infer_per_s} | {_cell(r.p50_ms)} | {_cell(r.p95_ms)} | "
-        f"{_cell(r.p99_ms)} | {r.errors} |"
-        for r in report.delay_sweep
-    ]
-    return [*lines, "", f"best: {_cell(best_delay(report.delay_sweep))} us"]
+    lines: list[str] = []
+    for model in dict.fromkeys(r.model for r in report.delay_sweep):
+        rows = [r for r in report.delay_sweep if r.model == model]
+        lines += [
+            "",
+            f"## {model} queue-delay sweep (concurrency {rows[0].concurrency})",
+            "",
+            "| max_queue_delay_us | infer/s | p50 ms | p95 ms | p99 ms | errors |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r.max_queue_delay_us} | {r.infer_per_s} | {_cell(r.p50_ms)} | "
+            f"{_cell(r.p95_ms)} | {_cell(r.p99_ms)} | {r.errors} |"
+            for r in rows
+        ]
+        lines += ["", f"best: {_cell(best_delay(rows))} us"]
+    return lines
 
 
 def _inproc_md(report: Report) -> list[str]:
@@ -886,6 +850,7 @@ def write_report(report: Report, out: Path) -> str:
         "inprocess": [asdict(r) for r in report.inprocess],
         "inprocess_ceiling": {p: _ceiling(report.inprocess, p) for p in (VEHICLE, ALPR)},
         "notes": report.notes,
+        "definitions": RATIO_DEFINITIONS,
     }
     text = markdown(report, ratios)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -910,9 +875,37 @@ def settings_record(s: Settings, inputs: Inputs, server_version: str | None) -> 
     return record
 
 
+def load_phases(
+    url: str, model: str, inputs: Inputs, control: ModelControl | None, s: Settings, report: Report
+) -> None:
+    factory = factory_for(model, inputs, s)
+    report.rows += guarded(
+        report, f"{model} batching on", lambda: sweep_levels(url, model, factory, "on", s), []
+    )
+    if control is not None:
+        report.rows += guarded(
+            report,
+            f"{model} batching off",
+            lambda: batching_off_rows(url, model, factory, control, s),
+            [],
+        )
+
+
+def delay_sweep(
+    url: str, inputs: Inputs, control: ModelControl, s: Settings, report: Report
+) -> None:
+    for model in s.models:
+        for delay in s.delays_us:
+            point: Callable[[], list[LoadResult]] = functools.partial(
+                delay_rows, url, model, inputs, control, delay, s
+            )
+            report.delay_sweep += guarded(report, f"{model} delay {delay} us", point, [])
+
+
 def run_benchmark(url: str, s: Settings, inputs: Inputs, report: Report) -> None:
     client = grpcclient.InferenceServerClient(url)
     try:
+        wait_server_ready(client, url, s.server_timeout_s if s.url is None else 10.0)
         wait_models_ready(client, ALL_MODELS)
         report.settings = settings_record(
             s, inputs, client.get_server_metadata(as_json=True).get("version")
@@ -927,11 +920,13 @@ def run_benchmark(url: str, s: Settings, inputs: Inputs, report: Report) -> None
             note = f"batching on/off and delay sweep skipped: model control unavailable ({reason})"
             log(note)
             report.notes.append(note)
-        report.inprocess = inprocess_phase(inputs, configs, s)
+        report.inprocess = guarded(
+            report, "in-process ceiling", lambda: inprocess_phase(inputs, configs, s), []
+        )
         for model in s.models:
-            report.rows += model_phase(url, model, inputs, control, s)
-        if control is not None and s.delays_us and VEHICLE in s.models:
-            report.delay_sweep = delay_phase(url, inputs, control, s)
+            load_phases(url, model, inputs, control, s, report)
+        if control is not None:
+            delay_sweep(url, inputs, control, s, report)
     finally:
         client.close()
 
@@ -946,16 +941,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = load_inputs(s.image)
     log(f"input: {inputs.source} {inputs.photo_bgr.shape}, JPEG {len(inputs.jpeg)} bytes")
     report = Report(settings={}, machine=machine_info())
-    server = ManagedServer(MODEL_REPO, s.server_timeout_s) if s.url is None else None
+    server = start_server(s.server_timeout_s) if s.url is None else None
     try:
-        run_benchmark(s.url or (server.url if server else ""), s, inputs, report)
+        run_benchmark(s.url or (server.grpc_url if server else ""), s, inputs, report)
     finally:
         if server is not None:
-            server.close()
+            log("stopping tritonserver")
+            server.stop()
     text = write_report(report, s.out)
     print(text)
     log(f"wrote {s.out} and {s.out.with_suffix('.md')}")
-    return 0
+    if report.failures:
+        log(f"{report.failures} phase(s) failed; see notes")
+    return 1 if report.failures else 0
 
 
 if __name__ == "__main__":
