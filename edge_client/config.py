@@ -33,16 +33,22 @@ class JsonlSink(Strict):
 class RedisStreamSink(Strict):
     type: Literal["redis_stream"] = "redis_stream"
     stream: str = Field("alpr:events", min_length=1, description="stream key")
-    maxlen: int = Field(10_000, ge=10, le=10_000_000, description="approximate stream cap (XADD MAXLEN ~)")
+    maxlen: int = Field(
+        10_000, ge=10, le=10_000_000, description="approximate stream cap (XADD MAXLEN ~)"
+    )
 
 
 class WebhookSink(Strict):
     type: Literal["webhook"] = "webhook"
-    url: str = Field(pattern=r"^https?://", description="HTTP(S) endpoint receiving a POST per event")
+    url: str = Field(
+        pattern=r"^https?://", description="HTTP(S) endpoint receiving a POST per event"
+    )
     timeout_s: float = Field(5.0, gt=0, le=60, description="per-attempt timeout")
     max_retries: int = Field(5, ge=0, le=20, description="retries with exponential backoff")
     backoff_s: float = Field(0.5, gt=0, le=30, description="first retry delay; doubles each time")
-    queue_size: int = Field(1000, ge=1, le=100_000, description="events buffered while the endpoint is down")
+    queue_size: int = Field(
+        1000, ge=1, le=100_000, description="events buffered while the endpoint is down"
+    )
 
 
 class MqttSink(Strict):
@@ -77,7 +83,9 @@ class Roi(Strict):
 class Thresholds(Strict):
     detection: float = Field(0.35, gt=0, le=1, description="minimum detector score to track")
     min_box_px: int = Field(48, ge=4, le=4096, description="minimum box height in px to read")
-    stable_frames: int = Field(3, ge=1, le=300, description="frames a track must last before reading")
+    stable_frames: int = Field(
+        3, ge=1, le=300, description="frames a track must last before reading"
+    )
     read_confidence: float = Field(0.85, gt=0, le=1, description="below this a read may be retried")
     max_retries: int = Field(2, ge=0, le=20, description="extra reads of a track on better frames")
     min_plate_len: int = Field(4, ge=1, le=12, description="shorter reads are ignored")
@@ -97,27 +105,45 @@ class Camera(Strict):
     source: str = Field(description="video file, rtsp:// URL, or V4L2 device (/dev/video0 or 0)")
     mode: Literal["vehicles", "plates"] = Field("vehicles", description="what the detector finds")
     process_every: int = Field(1, ge=1, le=100, description="process one frame in N (frame skip)")
-    max_fps: float | None = Field(None, gt=0, le=240, description="cap on processed frames per second")
-    inference_size: Literal[640] = Field(640, description="detector input size (fixed by the model)")
+    max_fps: float | None = Field(
+        None, gt=0, le=240, description="cap on processed frames per second"
+    )
+    inference_size: Literal[640] = Field(
+        640, description="detector input size (fixed by the model)"
+    )
     roi: Roi = Field(default_factory=Roi)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     tracking: Tracking = Field(default_factory=Tracking)
-    regions: list[str] = Field(default_factory=lambda: ["eu"], min_length=1, description="plate formats")
-    dedup_window_s: float = Field(60.0, ge=0, le=86_400, description="same plate within this = duplicate")
+    regions: list[str] = Field(
+        default_factory=lambda: ["eu"], min_length=1, description="plate formats"
+    )
+    dedup_window_s: float = Field(
+        60.0, ge=0, le=86_400, description="same plate within this = duplicate"
+    )
     sinks: list[Sink] = Field(default_factory=list, description="where events go (besides the log)")
     decoder: Literal["auto", "nvdec", "cpu"] = Field("auto", description="video decoder")
     loop: bool = Field(False, description="restart a file source at its end (soak tests)")
 
 
 class Redis(Strict):
-    url: str = Field("redis://localhost:6379/0", pattern=r"^rediss?://", description="redis:// or rediss://")
-    password_env: str | None = Field(None, description="environment variable with the AUTH password")
+    url: str = Field(
+        "redis://localhost:6379/0", pattern=r"^rediss?://", description="redis:// or rediss://"
+    )
+    password_env: str | None = Field(
+        None, description="environment variable with the AUTH password"
+    )
     track_ttl_s: int = Field(3600, ge=10, le=30 * 86_400, description="lifetime of a track's keys")
-    local_buffer: int = Field(10_000, ge=10, le=1_000_000, description="updates held while Redis is down")
+    local_buffer: int = Field(
+        10_000, ge=10, le=1_000_000, description="updates held while Redis is down"
+    )
 
 
 class Triton(Strict):
-    urls: list[str] = Field(default_factory=lambda: ["localhost:8001"], min_length=1, description="gRPC host:port, failover order")
+    urls: list[str] = Field(
+        default_factory=lambda: ["localhost:8001"],
+        min_length=1,
+        description="gRPC host:port, failover order",
+    )
     timeout_s: float = Field(10.0, gt=0, le=300)
     max_batch: int = Field(8, ge=1, le=16, description="tracks read in one request")
     read_queue: int = Field(64, ge=1, le=10_000, description="bounded queue of pending reads")
@@ -127,7 +153,9 @@ class EdgeConfig(Strict):
     triton: Triton = Field(default_factory=Triton)
     redis: Redis = Field(default_factory=Redis)
     output_dir: Path = Field(Path("runs"), description="crops and default event files go here")
-    status_interval_s: float = Field(10.0, gt=0, le=3600, description="period of the status log line")
+    status_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="period of the status log line"
+    )
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Prometheus endpoint port")
     cameras: dict[str, Camera] = Field(min_length=1)
 
@@ -138,7 +166,9 @@ class EdgeConfig(Strict):
 
         for cid in cameras:
             if not re.match(CAMERA_ID, cid):
-                raise ValueError(f"camera id {cid!r} must match {CAMERA_ID} (used in keys and paths)")
+                raise ValueError(
+                    f"camera id {cid!r} must match {CAMERA_ID} (used in keys and paths)"
+                )
         return cameras
 
 

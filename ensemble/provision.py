@@ -96,6 +96,7 @@ USER_TARGETS: dict[tuple[str, str], str] = {
     ("plate_detector", ".plan"): "plate_detector/1/yolo_plate.plan",
 }
 
+
 def _copy(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
