@@ -23,7 +23,7 @@ def test_with_net_model_adds_parameter_and_keeps_rest() -> None:
     cfg = text_format.Parse(with_net_model(text), mc.ModelConfig())
     assert cfg.parameters["net_model"].string_value == "vehicle_detector_net"
     assert cfg.parameters["classes"].string_value == "2,3,5,7"
-    assert cfg.dynamic_batching.max_queue_delay_microseconds > 0
+    assert cfg.HasField("dynamic_batching")
 
 
 def test_tensorrt_variant_needs_a_plan(weights: Path, tmp_path: Path) -> None:
