@@ -8,7 +8,7 @@ track) -> vote + post-process (PlateResult) -> cache (TrackState in Redis) -> si
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
@@ -46,7 +46,9 @@ class Detections:
 
     @classmethod
     def empty(cls) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32))
+        return cls(
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32)
+        )
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class PlateResult:
     votes: int  # reads that agreed with the winner
 
 
-class TrackStatus(str, Enum):
+class TrackStatus(StrEnum):
     PENDING = "pending"  # seen, not read yet (or a read is in flight)
     READ = "read"  # plate decided and reported
     NO_PLATE = "no_plate"  # read attempts exhausted without a plausible plate

@@ -130,6 +130,20 @@ class AlprClient:
         )  # fmt: skip
         return parse_plates(res)
 
+    def detect_plates(self, images: Sequence[bytes]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Run ``plate_detector`` on encoded frames: per image (boxes xyxy [K, 4], scores [K])."""
+        res = self._infer(
+            "plate_detector",
+            [_bytes_tensor("IMAGE", images)],
+            ["PLATE_BOXES", "PLATE_SCORES", "PLATE_COUNT"],
+        )
+        boxes, scores = res.as_numpy("PLATE_BOXES"), res.as_numpy("PLATE_SCORES")
+        counts = res.as_numpy("PLATE_COUNT")
+        return [
+            (boxes[i][: int(counts[i][0])], scores[i][: int(counts[i][0])])
+            for i in range(len(images))
+        ]
+
     def read_plate_crops(
         self, plates: Sequence[bytes]
     ) -> list[tuple[str, float, tuple[float, ...]]]:

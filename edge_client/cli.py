@@ -1,0 +1,175 @@
+"""`edge-client --camera cam1 [--config config/edge.yaml] [--source FILE|URL]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ensemble.contracts import COCO_VEHICLE_CLASSES
+
+from .config import ConfigError, EdgeConfig, load_config
+from .metrics import Metrics
+from .pipeline import CameraPipeline, PipelineStats
+from .source import select_decoder
+from .triton_client import AlprClient, TritonEndpoint
+
+log = logging.getLogger("ovr_alpr.edge")
+EXIT_CONFIG, EXIT_TRITON = 2, 3
+
+
+def wait_for_triton(urls: list[str], timeout_s: float) -> str | None:
+    """The first Triton URL that is ready within ``timeout_s`` (tried in order), or None."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for url in urls:
+            client = AlprClient(url)
+            try:
+                if client.ready():
+                    return url
+            finally:
+                client.close()
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(1.0)
+
+
+def build_pipeline(
+    camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Metrics
+) -> CameraPipeline:
+    import redis
+
+    from .cache import TrackCache
+    from .detect import PlateFrameDetector, VehicleFrameDetector
+    from .plates.formats import load_formats, select
+    from .reader import ReadWorker, alpr_batch_reader, plate_batch_reader
+    from .resume import ResumeState
+    from .sinks import build_sinks
+    from .tracking import ByteTracker
+
+    cam = cfg.cameras[camera_id]
+    endpoint = TritonEndpoint(triton_url, cfg.triton.timeout_s)
+    det_client, read_client = AlprClient(endpoint), AlprClient(endpoint)
+    if cam.mode == "vehicles":
+        detector: VehicleFrameDetector | PlateFrameDetector = VehicleFrameDetector(det_client)
+        reader = alpr_batch_reader(read_client)
+    else:
+        detector = PlateFrameDetector(det_client)
+        reader = plate_batch_reader(read_client)
+    worker = ReadWorker(reader, max_batch=cfg.triton.max_batch, queue_size=cfg.triton.read_queue)
+    t = cam.tracking
+    tracker = ByteTracker.from_config(t, min_hits=min(3, cam.thresholds.stable_frames))
+    password = os.environ.get(cfg.redis.password_env) if cfg.redis.password_env else None
+    cache = TrackCache.from_url(
+        cfg.redis.url, password=password, ttl_s=cfg.redis.track_ttl_s,
+        local_buffer=cfg.redis.local_buffer,
+    )  # fmt: skip
+    if not cache.available:
+        log.warning(
+            "Redis at %s is unreachable: running on a local buffer of %d updates; restart "
+            "protection relies on the dedup window until Redis is back",
+            cfg.redis.url.split("@")[-1], cfg.redis.local_buffer,
+        )  # fmt: skip
+    raw = redis.Redis.from_url(
+        cfg.redis.url, password=password, socket_timeout=0.5, socket_connect_timeout=0.5
+    )
+    sinks = build_sinks(cam.sinks, camera=camera_id, redis_client=raw, output_dir=cfg.output_dir)
+    formats = select(load_formats(), cam.regions)
+    resume = ResumeState(raw, camera_id, cam.source, cfg.redis.track_ttl_s)
+    return CameraPipeline(
+        camera_id, cam, cfg, detector=detector, tracker=tracker, worker=worker.start(),
+        cache=cache, sinks=sinks, formats=formats, resume=resume, metrics=metrics,
+        labels=dict(COCO_VEHICLE_CLASSES),
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"edge-client: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.camera not in cfg.cameras:
+        known = ", ".join(sorted(cfg.cameras))
+        print(
+            f"edge-client: camera {args.camera!r} is not in {args.config} (cameras: {known})",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    cam = cfg.cameras[args.camera]
+    if args.source:
+        cam = cam.model_copy(update={"source": args.source})
+        cfg = cfg.model_copy(update={"cameras": {**cfg.cameras, args.camera: cam}})
+    decoder = select_decoder(cam.decoder)
+    log.info(
+        "camera %s: decoder %s",
+        args.camera,
+        "NVDEC (PyNvVideoCodec)" if decoder == "nvdec" else "CPU",
+    )
+    url = wait_for_triton(cfg.triton.urls, args.wait_triton)
+    if url is None:
+        print(
+            f"edge-client: Triton is not reachable at {', '.join(cfg.triton.urls)} (waited "
+            f"{args.wait_triton:.0f}s). Start it with `tritonserver --model-repository "
+            "model_repository` or fix triton.urls in the config.",
+            file=sys.stderr,
+        )
+        return EXIT_TRITON
+    metrics = Metrics()
+    if cfg.metrics_port:
+        metrics.serve(cfg.metrics_port)
+        log.info("metrics on :%d/metrics", cfg.metrics_port)
+    pipeline = build_pipeline(args.camera, cfg, url, metrics)
+    if args.fresh:
+        pipeline.cache.purge(args.camera)  # type: ignore[attr-defined]
+        pipeline.resume.clear()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping after the current frame", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stats: PipelineStats = pipeline.run(None, stop)
+    pipeline.worker.stop()
+    pipeline.sinks.close()  # type: ignore[attr-defined]
+    log.info(
+        "camera %s: done: %d frames (%.1f fps), %d tracks, %d OCR reads, %d events, %d duplicates "
+        "suppressed", args.camera, stats.frames, stats.fps(), stats.tracks, stats.reads,
+        stats.events, stats.duplicates,
+    )  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="edge-client", description=__doc__)
+    parser.add_argument("--camera", required=True, help="camera id from the config")
+    parser.add_argument("--config", type=Path, default=Path("config/edge.yaml"))
+    parser.add_argument(
+        "--source", help="override the camera's source (file, rtsp://, /dev/videoN)"
+    )
+    parser.add_argument(
+        "--wait-triton", type=float, default=30.0, help="seconds to wait for Triton"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="forget this camera's cached state first"
+    )
+    parser.add_argument("--log-level", default=os.environ.get("ALPR_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

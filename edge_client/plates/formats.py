@@ -1,0 +1,242 @@
+"""Regional plate formats (loaded from ``config/plate_formats.yaml``) and format-guided
+correction of look-alike characters.
+
+A format is a fixed-length position mask: ``L`` a letter, ``D`` a digit, ``A`` either.
+``correct`` tries every format of the text's length, swapping look-alike characters where
+the mask demands the other kind (``0`` at a letter position becomes ``O``, ``S`` at a digit
+position becomes ``5``) and keeps the format with the best score,
+``weight * SUB_PENALTY ** substitutions`` (each substitution counts less at positions the
+recogniser was unsure of). The YAML schema is documented at the top of that file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "DEFAULT_FORMATS_PATH",
+    "DIGIT_TO_LETTER",
+    "LETTER_TO_DIGIT",
+    "MAX_SUBS",
+    "SUB_PENALTY",
+    "PlateFormat",
+    "correct",
+    "load_formats",
+    "select",
+]
+
+DEFAULT_FORMATS_PATH = Path(__file__).resolve().parents[2] / "config" / "plate_formats.yaml"
+
+SUB_PENALTY = 0.8
+"""Score factor per look-alike substitution (at a position of confidence 1)."""
+
+MAX_SUBS = 2
+"""Default limit on look-alike substitutions for a format to fit."""
+
+DIGIT_TO_LETTER = {"0": "O", "1": "I", "5": "S", "8": "B", "2": "Z", "6": "G", "4": "A", "7": "T"}
+LETTER_TO_DIGIT = {
+    **{c: "0" for c in "OQD"},
+    **{c: "1" for c in "IL"},
+    **{"S": "5", "B": "8", "Z": "2", "G": "6", "A": "4", "T": "7"},
+}
+
+
+@dataclass(frozen=True)
+class PlateFormat:
+    """One plate layout of a region, e.g. ``PlateFormat("uk", "uk_current", "LLDDLLL")``."""
+
+    region: str
+    name: str
+    pattern: str  # L letter, D digit, A either; one character per plate position
+    weight: float = 1.0
+    min_letters: int = 0
+    min_digits: int = 0
+
+
+# --- YAML schema ------------------------------------------------------------------------
+class _Format(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$", max_length=64)
+    pattern: str = Field(pattern=r"^[LDA]+$", min_length=2, max_length=12)
+    weight: float = Field(1.0, gt=0, le=10)
+    min_letters: int = Field(0, ge=0, le=12)
+    min_digits: int = Field(0, ge=0, le=12)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _satisfiable(self) -> _Format:
+        n_l, n_d, n_a = (self.pattern.count(c) for c in "LDA")
+        if max(0, self.min_letters - n_l) + max(0, self.min_digits - n_d) > n_a:
+            raise ValueError(
+                f"min_letters={self.min_letters} and min_digits={self.min_digits} cannot "
+                f"both hold for pattern {self.pattern}"
+            )
+        return self
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(1, ge=1, le=1)
+    regions: dict[str, list[_Format]] = Field(min_length=1)
+
+
+def _where(loc: tuple[int | str, ...], data: object) -> str:
+    """``('regions', 'uk', 2, 'pattern')`` -> ``regions.uk[2] (name 'x').pattern``."""
+    out, node = "", data
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            if isinstance(node, dict) and "name" in node:
+                out += f" (name {node['name']!r})"
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            node = None
+    return out or "<root>"
+
+
+def _parse(data: object, source: str) -> dict[str, list[PlateFormat]]:
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"invalid plate formats in {source}: expected a mapping with a 'regions' key, "
+            f"got {type(data).__name__}"
+        )
+    try:
+        parsed = _File.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"  {_where(e['loc'], data)}: {e['msg']}" for e in exc.errors()]
+        raise ValueError(f"invalid plate formats in {source}:\n" + "\n".join(lines)) from None
+    out: dict[str, list[PlateFormat]] = {}
+    for region, entries in parsed.regions.items():
+        where = f"invalid plate formats in {source}: regions.{region}"
+        if not region.isascii() or not region.isidentifier() or region != region.lower():
+            raise ValueError(f"{where}: region names must be lower-case identifiers")
+        if not entries:
+            raise ValueError(f"{where}: a region needs at least one format")
+        seen_names: set[str] = set()
+        seen_patterns: dict[str, str] = {}
+        for i, f in enumerate(entries):
+            if f.name in seen_names:
+                raise ValueError(f"{where}[{i}]: duplicate format name {f.name!r}")
+            if f.pattern in seen_patterns:
+                raise ValueError(
+                    f"{where}[{i}] (name {f.name!r}): pattern {f.pattern} is already "
+                    f"{seen_patterns[f.pattern]!r}; merge the two entries"
+                )
+            seen_names.add(f.name)
+            seen_patterns[f.pattern] = f.name
+        out[region] = [
+            PlateFormat(region, f.name, f.pattern, f.weight, f.min_letters, f.min_digits)
+            for f in entries
+        ]
+    return out
+
+
+def load_formats(path: Path | None = None) -> dict[str, list[PlateFormat]]:
+    """Read and validate the formats file (default: the repository's
+    ``config/plate_formats.yaml``); ``ValueError`` names the bad entry."""
+    path = DEFAULT_FORMATS_PATH if path is None else Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read plate formats {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {exc}") from None
+    return _parse(data, str(path))
+
+
+def select(all_formats: dict[str, list[PlateFormat]], regions: Sequence[str]) -> list[PlateFormat]:
+    """The formats of ``regions`` (case-insensitive, duplicates ignored), in the order
+    given; ``ValueError`` lists the available regions when one is unknown."""
+    if isinstance(regions, str):
+        raise ValueError(f"regions must be a list of names, got the string {regions!r}")
+    available = ", ".join(sorted(all_formats))
+    wanted = list(dict.fromkeys(r.strip().lower() for r in regions))
+    if not wanted:
+        raise ValueError(f"no plate regions given; available: {available}")
+    unknown = [r for r in wanted if r not in all_formats]
+    if unknown:
+        raise ValueError(f"unknown plate region(s) {', '.join(unknown)}; available: {available}")
+    return [f for r in wanted for f in all_formats[r]]
+
+
+# --- correction ---------------------------------------------------------------------------
+def _fit(
+    text: str, fmt: PlateFormat, confidences: Sequence[float]
+) -> tuple[str, int, float] | None:
+    """``(corrected, substitutions, penalty)`` if ``text`` fits ``fmt``, else None."""
+    out: list[str] = []
+    subs, log_penalty = 0, 0.0
+    for ch, kind, conf in zip(text, fmt.pattern, confidences, strict=True):
+        if kind == "L" and not ("A" <= ch <= "Z"):
+            ch = DIGIT_TO_LETTER.get(ch, "")
+        elif kind == "D" and not ("0" <= ch <= "9"):
+            ch = LETTER_TO_DIGIT.get(ch, "")
+        elif kind == "A" and not (ch.isascii() and ch.isalnum() and not ch.islower()):
+            ch = ""
+        else:
+            out.append(ch)
+            continue
+        if not ch:
+            return None
+        out.append(ch)
+        subs += 1
+        log_penalty += conf * math.log(SUB_PENALTY)
+    fixed = "".join(out)
+    letters = sum(c.isalpha() for c in fixed)
+    if letters < fmt.min_letters or len(fixed) - letters < fmt.min_digits:
+        return None
+    return fixed, subs, math.exp(log_penalty)
+
+
+def correct(
+    text: str,
+    formats: Sequence[PlateFormat],
+    char_confidences: Sequence[float] | None = None,
+    *,
+    max_subs: int = MAX_SUBS,
+) -> tuple[str, PlateFormat | None, float]:
+    """Best format-guided correction of ``text`` (normalised, A-Z0-9).
+
+    Returns ``(corrected text, format, score)`` with ``score = weight * SUB_PENALTY **
+    sum(confidence of each substituted position)``; ties go to fewer substitutions, then
+    to the earlier format. ``char_confidences`` (one per character, clamped to 0..1; 1
+    when omitted) make a substitution where the recogniser was unsure cheaper. A format
+    needing more than ``max_subs`` substitutions does not fit (a partial or foreign read
+    is not bent into some format). When no format fits, returns ``(text, None, 0.0)``.
+    """
+    if char_confidences is None:
+        confs: list[float] = [1.0] * len(text)
+    else:
+        if len(char_confidences) != len(text):
+            raise ValueError(
+                f"{len(char_confidences)} character confidences for {len(text)} characters"
+            )
+        confs = [min(1.0, max(0.0, c)) if c == c else 1.0 for c in char_confidences]
+    best: tuple[float, int, str, PlateFormat] | None = None
+    for fmt in formats:
+        if len(fmt.pattern) != len(text):
+            continue
+        fit = _fit(text, fmt, confs)
+        if fit is None:
+            continue
+        fixed, subs, penalty = fit
+        if subs > max_subs:
+            continue
+        score = round(fmt.weight * penalty, 12)  # equal fits tie exactly
+        if best is None or (score, -subs) > (best[0], -best[1]):
+            best = (score, subs, fixed, fmt)
+    if best is None:
+        return text, None, 0.0
+    return best[2], best[3], best[0]

@@ -1,0 +1,143 @@
+"""Asynchronous plate reading: a worker batches crops of several tracks into one request.
+
+The main loop submits :class:`ReadJob` with ``put_nowait`` into a bounded queue (a full
+queue refuses the job, the track stays pending and is offered again later); the worker
+sends up to ``max_batch`` crops per Triton request and posts one :class:`ReadOutcome` per
+job. A failed request fails its jobs with the error; the main loop backs off and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ensemble.plates import best_plate
+
+from .contracts import Read
+from .plates.normalize import normalize
+from .triton_client import AlprClient, InferenceError
+
+log = logging.getLogger("ovr_alpr.reader")
+
+
+@dataclass(frozen=True)
+class ReadJob:
+    camera: str
+    track_id: int
+    jpeg: bytes
+    frame: int
+    submitted: float
+
+
+@dataclass(frozen=True)
+class ReadOutcome:
+    job: ReadJob
+    read: Read | None  # None when the request failed
+    error: str | None = None
+    latency_s: float = 0.0
+
+
+BatchReader = Callable[[Sequence[bytes]], list[tuple[str, float, tuple[float, ...]]]]
+
+
+def alpr_batch_reader(client: AlprClient) -> BatchReader:
+    """Vehicle crops through the ``alpr`` ensemble; the most plate-like candidate wins."""
+
+    def read(jpegs: Sequence[bytes]) -> list[tuple[str, float, tuple[float, ...]]]:
+        out = []
+        for reads in client.read_plates(jpegs):
+            best = best_plate(reads)
+            out.append(
+                (best.text, best.confidence, best.char_confidences) if best else ("", 0.0, ())
+            )
+        return out
+
+    return read
+
+
+def plate_batch_reader(client: AlprClient) -> BatchReader:
+    """Plate crops straight to ``plate_ocr`` (dedicated plate cameras)."""
+    return client.read_plate_crops
+
+
+class ReadWorker:
+    def __init__(
+        self,
+        reader: BatchReader,
+        *,
+        max_batch: int = 8,
+        queue_size: int = 64,
+        linger_s: float = 0.01,
+    ) -> None:
+        self.reader, self.max_batch, self.linger_s = reader, max_batch, linger_s
+        self.jobs: queue.Queue[ReadJob] = queue.Queue(queue_size)
+        self.outcomes: queue.Queue[ReadOutcome] = queue.Queue()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="read-worker", daemon=True)
+        self.requests = 0  # Triton calls made
+        self.crops = 0  # crops read (OCR calls counted per track read)
+        self.refused = 0  # jobs refused because the queue was full
+        self.failures = 0
+
+    def start(self) -> ReadWorker:
+        self.thread.start()
+        return self
+
+    def submit(self, job: ReadJob) -> bool:
+        try:
+            self.jobs.put_nowait(job)
+            return True
+        except queue.Full:
+            self.refused += 1
+            return False
+
+    def pending(self) -> int:
+        return self.jobs.qsize()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout_s)
+
+    def _batch(self) -> list[ReadJob]:
+        try:
+            first = self.jobs.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.linger_s
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self.jobs.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while not (self.stop_event.is_set() and self.jobs.empty()):
+            batch = self._batch()
+            if not batch:
+                continue
+            t0 = time.monotonic()
+            try:
+                results = self.reader([j.jpeg for j in batch])
+                error = None
+            except (InferenceError, OSError, RuntimeError) as exc:
+                results, error = [], str(exc)
+            except Exception as exc:  # a client bug must not kill the worker
+                log.exception("read request failed")
+                results, error = [], f"{type(exc).__name__}: {exc}"
+            self.requests += 1
+            dt = time.monotonic() - t0
+            if error is not None:
+                self.failures += 1
+                for job in batch:
+                    self.outcomes.put(ReadOutcome(job, None, error, dt))
+                continue
+            self.crops += len(batch)
+            for job, (text, conf, chars) in zip(batch, results, strict=True):
+                read = Read(normalize(text), float(conf), tuple(chars), job.frame)
+                self.outcomes.put(ReadOutcome(job, read, None, dt))

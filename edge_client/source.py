@@ -1,0 +1,210 @@
+"""Frame sources: decoder selection (NVDEC or CPU), files, RTSP and V4L2 with reconnects.
+
+A source runs in its own thread and pushes frames into a bounded queue. Live sources
+never wait on the consumer: when the queue is full the frame is dropped and counted.
+File sources are not real time, so they wait for the consumer instead of dropping (set
+``realtime=True`` to play a file as if it were a camera).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from .contracts import Frame
+
+log = logging.getLogger("ovr_alpr.source")
+
+END = None  # sentinel put on the queue when a finite source ends
+
+
+def is_live(source: str) -> bool:
+    s = source.lower()
+    return s.startswith(("rtsp://", "rtsps://", "http://", "https://", "/dev/video")) or s.isdigit()
+
+
+def nvidia_gpu_present() -> bool:
+    return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia/version").exists()
+
+
+def nvdec_available() -> bool:
+    return nvidia_gpu_present() and importlib.util.find_spec("PyNvVideoCodec") is not None
+
+
+def select_decoder(preference: str, available: Callable[[], bool] = nvdec_available) -> str:
+    """'nvdec' or 'cpu' for a camera's ``decoder`` setting ('auto', 'nvdec', 'cpu')."""
+    if preference == "cpu":
+        return "cpu"
+    if available():
+        return "nvdec"
+    if preference == "nvdec":
+        log.warning("decoder 'nvdec' requested but no NVIDIA GPU + PyNvVideoCodec: using CPU")
+    return "cpu"
+
+
+@dataclass
+class SourceStats:
+    decoded: int = 0
+    skipped: int = 0  # not selected by process_every / max_fps
+    dropped: int = 0  # queue full (live sources only)
+    reconnects: int = 0
+    errors: int = 0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff: first, first*2, ... up to cap seconds."""
+
+    first: float = 0.5
+    cap: float = 30.0
+
+    def delays(self) -> Iterator[float]:
+        d = self.first
+        while True:
+            yield d
+            d = min(self.cap, d * 2)
+
+
+def _open_capture(source: str) -> cv2.VideoCapture:
+    if source.isdigit():
+        return cv2.VideoCapture(int(source))
+    if source.lower().startswith("rtsp"):
+        os.environ.setdefault(
+            "OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|stimeout;5000000"
+        )
+        return cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+    return cv2.VideoCapture(source)
+
+
+class VideoSource:
+    """CPU decoding with OpenCV (FFmpeg): files, RTSP, V4L2 devices."""
+
+    def __init__(
+        self,
+        camera: str,
+        source: str,
+        out: queue.Queue[Frame | None],
+        *,
+        process_every: int = 1,
+        max_fps: float | None = None,
+        start_frame: int = 0,
+        loop: bool = False,
+        realtime: bool | None = None,
+        backoff: Backoff = Backoff(),
+        max_reconnects: int | None = None,
+    ) -> None:
+        self.camera, self.source, self.out = camera, source, out
+        self.process_every, self.max_fps = process_every, max_fps
+        self.start_frame, self.loop = start_frame, loop
+        self.live = is_live(source)
+        self.realtime = self.live if realtime is None else realtime
+        self.backoff, self.max_reconnects = backoff, max_reconnects
+        self.stats = SourceStats()
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"source-{camera}", daemon=True)
+        self.last_index = start_frame - 1
+        self.decoder = "cpu"
+
+    def start(self) -> VideoSource:
+        log.info("camera %s: decoding %s on the CPU (OpenCV/FFmpeg)", self.camera, self._shown())
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _shown(self) -> str:
+        s = self.source
+        if "@" in s and "://" in s:  # hide credentials in rtsp://user:pass@host
+            scheme, rest = s.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return s
+
+    def _put(self, frame: Frame | None) -> None:
+        if frame is None or not self.realtime:
+            while not self.stop_event.is_set():
+                try:
+                    self.out.put(frame, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+            return
+        try:
+            self.out.put_nowait(frame)
+        except queue.Full:
+            self.stats.dropped += 1
+
+    def _run(self) -> None:
+        delays = self.backoff.delays()
+        attempts = 0
+        try:
+            while not self.stop_event.is_set():
+                cap = _open_capture(self.source)
+                if not cap.isOpened():
+                    self.stats.errors += 1
+                    if not self.live:
+                        log.error("camera %s: cannot open %s", self.camera, self._shown())
+                        break
+                    attempts += 1
+                    if self.max_reconnects is not None and attempts > self.max_reconnects:
+                        log.error(
+                            "camera %s: giving up after %d attempts", self.camera, attempts - 1
+                        )
+                        break
+                    delay = next(delays)
+                    log.warning(
+                        "camera %s: cannot open source, retrying in %.1fs", self.camera, delay
+                    )
+                    self.stop_event.wait(delay)
+                    continue
+                if attempts:
+                    self.stats.reconnects += 1
+                    log.info("camera %s: reconnected", self.camera)
+                attempts, delays = 0, self.backoff.delays()
+                ended = self._read_all(cap)
+                cap.release()
+                if ended and not self.live and not self.loop:
+                    break
+                if ended and self.loop:
+                    self.start_frame = 0
+                    continue
+                if self.live and not self.stop_event.is_set():
+                    log.warning("camera %s: stream lost, reconnecting", self.camera)
+        finally:
+            self._put(END)
+
+    def _read_all(self, cap: cv2.VideoCapture) -> bool:
+        """Read until the stream ends (True) or stop is requested (False)."""
+        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        fps = fps if 1.0 <= fps <= 240.0 else 25.0
+        index = 0
+        if not self.live and self.start_frame > 0:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, self.start_frame)
+            index = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
+        min_gap = 1.0 / self.max_fps if self.max_fps else 0.0
+        last_media = -1e9
+        while not self.stop_event.is_set():
+            ok, image = cap.read()
+            if not ok or image is None:
+                return True
+            self.stats.decoded += 1
+            media_t = index / fps
+            timestamp = time.time() if self.live else media_t
+            selected = index % self.process_every == 0 and (media_t - last_media) >= min_gap - 1e-9
+            if selected:
+                last_media = media_t
+                self.last_index = index
+                self._put(Frame(self.camera, index, timestamp, image))
+            else:
+                self.stats.skipped += 1
+            index += 1
+        return False
