@@ -200,13 +200,26 @@ class CameraPipeline:
             rec = self.book.get(tb.track_id) or self._new_track(tb, frame)
             rec.observe(tb, frame.index, frame.timestamp)
             if rec.status is TrackStatus.PENDING:
-                rec.offer_crop(crop_box(frame.image, tb.box, self.margin), frame.index, tb.box)
+                self._offer(rec, frame, tb)
                 if should_read(rec, self.thr, self.clock()):
                     self._submit(rec)
         for tid in self.tracker.removed():  # type: ignore[attr-defined]
             gone = self.book.get(tid)
             if gone is not None:
                 self._close(gone)
+
+    def _offer(self, rec: TrackRecord, frame: Frame, tb: TrackedBox) -> None:
+        """Keep the track's best crop. A box cut by the frame edge shows a partial plate
+        (a receding car entering from the bottom): never read it in ``plates`` mode, and
+        rank it low in ``vehicles`` mode."""
+        h, w = frame.image.shape[:2]
+        x1, y1, x2, y2 = tb.box
+        cut = x1 <= 2 or y1 <= 2 or x2 >= w - 2 or y2 >= h - 2
+        if cut and self.cam.mode == "plates":
+            return
+        rec.offer_crop(
+            crop_box(frame.image, tb.box, self.margin), frame.index, tb.box, 0.3 if cut else 1.0
+        )
 
     def _new_track(self, tb: TrackedBox, frame: Frame) -> TrackRecord:
         label = self.labels.get(

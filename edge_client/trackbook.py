@@ -82,8 +82,8 @@ class TrackRecord:
         self.last_seen, self.last_frame = timestamp, frame
         self.box, self.score, self.age = tb.box, tb.score, tb.age
 
-    def offer_crop(self, crop: np.ndarray, frame: int, box: Box) -> bool:
-        q = crop_quality(box, crop)
+    def offer_crop(self, crop: np.ndarray, frame: int, box: Box, weight: float = 1.0) -> bool:
+        q = weight * crop_quality(box, crop)
         if q > self.best_quality:
             self.best_quality, self.best_crop, self.best_frame, self.best_box = q, crop, frame, box
             return True

@@ -84,11 +84,50 @@ def quad_size(quad: np.ndarray) -> tuple[float, float]:
     return max(a, b), min(a, b)
 
 
+def merge_line_fragments(
+    quads: np.ndarray, scores: np.ndarray, max_gap: float = 0.9
+) -> tuple[np.ndarray, np.ndarray]:
+    """Join text regions that continue one line: plates printed with wide separators
+    (``47-TGK-8``, ``AB 123 CD``) come out of the detector as several boxes.
+
+    Two regions merge when their heights agree within 1.6x, they overlap vertically by at
+    least 60% of the smaller height, and the horizontal gap is below ``max_gap`` heights.
+    The merged region is the minimum-area rectangle around both (tilt preserved).
+    """
+    items = [(q, float(s)) for q, s in zip(quads, scores, strict=True)]
+    merged = True
+    while merged and len(items) > 1:
+        merged = False
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                a, b = quad_to_box(items[i][0][None])[0], quad_to_box(items[j][0][None])[0]
+                ha, hb = a[3] - a[1], b[3] - b[1]
+                if max(ha, hb) > 1.6 * min(ha, hb):
+                    continue
+                overlap = min(a[3], b[3]) - max(a[1], b[1])
+                gap = max(a[0], b[0]) - min(a[2], b[2])
+                if overlap < 0.6 * min(ha, hb) or gap > max_gap * min(ha, hb):
+                    continue
+                pts = np.concatenate([items[i][0], items[j][0]]).astype(np.float32)
+                quad = np.asarray(cv2.boxPoints(cv2.minAreaRect(pts)), np.float32)
+                score = max(items[i][1], items[j][1])
+                items = [it for k, it in enumerate(items) if k not in (i, j)] + [(quad, score)]
+                merged = True
+                break
+            if merged:
+                break
+    if not items:
+        return quads, scores
+    return np.stack([q for q, _ in items]), np.asarray([s for _, s in items], np.float32)
+
+
 def plate_candidates(
     quads: np.ndarray, scores: np.ndarray, params: DBParams, image_hw: tuple[int, int], limit: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keep plate-shaped text regions (aspect, height), best first, at most ``limit``."""
     h, w = image_hw
+    if len(quads) > 1:
+        quads, scores = merge_line_fragments(quads, scores)
     keep = []
     for i, quad in enumerate(quads):
         long, short = quad_size(quad)
