@@ -139,6 +139,20 @@ def run(args: argparse.Namespace) -> int:
     stats: PipelineStats = pipeline.run(None, stop)
     pipeline.worker.stop()
     pipeline.sinks.close()  # type: ignore[attr-defined]
+    if args.summary:
+        import json
+        from dataclasses import asdict
+
+        summary = {
+            **asdict(stats),
+            "fps": stats.fps(),
+            "camera": args.camera,
+            "read_requests": pipeline.worker.requests,
+            "sinks": pipeline.sinks.stats(),
+        }  # type: ignore[attr-defined]
+        summary.pop("started", None)
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        args.summary.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     log.info(
         "camera %s: done: %d frames (%.1f fps), %d tracks, %d OCR reads, %d events, %d duplicates "
         "suppressed", args.camera, stats.frames, stats.fps(), stats.tracks, stats.reads,
@@ -160,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fresh", action="store_true", help="forget this camera's cached state first"
     )
+    parser.add_argument("--summary", type=Path, help="write run statistics (JSON) here at the end")
     parser.add_argument("--log-level", default=os.environ.get("ALPR_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(
