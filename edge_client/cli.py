@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("metrics on :%d/metrics", cfg.metrics_port)
     pipeline = build_pipeline(args.camera, cfg, url, metrics)
     if args.fresh:
-        pipeline.cache.purge(args.camera)  # type: ignore[attr-defined]
+        pipeline.cache.purge(args.camera)
         pipeline.resume.clear()
     stop = threading.Event()
 
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     stats: PipelineStats = pipeline.run(None, stop)
     pipeline.worker.stop()
-    pipeline.sinks.close()  # type: ignore[attr-defined]
+    pipeline.sinks.close()
     if args.summary:
         import json
         from dataclasses import asdict
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             "camera": args.camera,
             "read_requests": pipeline.worker.requests,
             "sinks": pipeline.sinks.stats(),
-        }  # type: ignore[attr-defined]
+        }
         summary.pop("started", None)
         args.summary.parent.mkdir(parents=True, exist_ok=True)
         args.summary.write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -19,8 +19,18 @@ import numpy as np
 
 from ensemble.image_io import encode_jpeg
 
+from .cache import TrackCache
 from .config import Camera, EdgeConfig
-from .contracts import Detections, Frame, PlateEvent, PlateResult, Read, TrackedBox, TrackStatus
+from .contracts import (
+    Detections,
+    Frame,
+    PlateEvent,
+    PlateResult,
+    Read,
+    TrackedBox,
+    Tracker,
+    TrackStatus,
+)
 from .crops import save_crop
 from .detect import FrameDetector
 from .metrics import Metrics
@@ -28,6 +38,7 @@ from .plates.formats import PlateFormat
 from .plates.voting import is_plausible, vote
 from .reader import ReadJob, ReadOutcome, ReadWorker
 from .resume import Reported, ResumeState
+from .sinks import SinkSet
 from .source import END, VideoSource
 from .trackbook import TrackRecord, crop_box, should_decide, should_read
 
@@ -71,10 +82,10 @@ class CameraPipeline:
         cfg: EdgeConfig,
         *,
         detector: FrameDetector,
-        tracker: object,
+        tracker: Tracker,
         worker: ReadWorker,
-        cache: object,
-        sinks: object,
+        cache: TrackCache,
+        sinks: SinkSet,
         formats: list[PlateFormat],
         resume: ResumeState,
         metrics: Metrics,
@@ -194,7 +205,7 @@ class CameraPipeline:
         self.stats.frames += 1
         self.metrics.frames.labels(self.id).inc()
         t0 = time.monotonic()
-        tracked: list[TrackedBox] = self.tracker.update(dets)  # type: ignore[attr-defined]
+        tracked: list[TrackedBox] = self.tracker.update(dets)
         self.metrics.stage_seconds.labels(self.id, "track").observe(time.monotonic() - t0)
         for tb in tracked:
             rec = self.book.get(tb.track_id) or self._new_track(tb, frame)
@@ -203,7 +214,7 @@ class CameraPipeline:
                 self._offer(rec, frame, tb)
                 if should_read(rec, self.thr, self.clock()):
                     self._submit(rec)
-        for tid in self.tracker.removed():  # type: ignore[attr-defined]
+        for tid in self.tracker.removed():
             gone = self.book.get(tid)
             if gone is not None:
                 self._close(gone)
@@ -357,7 +368,7 @@ class CameraPipeline:
             latency_ms=1000 * (self.clock() - rec.first_wall), votes=result.votes,
             crop_path=crop_path,
         )  # fmt: skip
-        self.sinks.emit(event)  # type: ignore[attr-defined]
+        self.sinks.emit(event)
         self.stats.events += 1
         self.metrics.events.labels(self.id).inc()
         self.resume.add_reported(

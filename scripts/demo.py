@@ -1,95 +1,154 @@
 #!/usr/bin/env python
-"""Demo: start tritonserver on the model repository and read plates end to end.
+"""Demo of the whole path: tritonserver + Redis + edge-client on a synthetic video + events.
 
-Reads sample images (rendered plates, plus the OpenALPR EU photographs when
-../shared/data/openalpr-eu exists, or your own with --images) through the real server:
-vehicle_detector on the frame, then the `alpr` ensemble on each vehicle crop (or the
-whole image when no vehicle is found). Prints one JSON line per image and writes them to
-runs/demo/reads.jsonl.
+1. generates the demo video (6 plates of UK, EU, US and Brazilian formats, with its
+   ground truth) into runs/demo/,
+2. starts tritonserver on the model repository and a private redis-server (when the
+   binary exists; otherwise the client runs on its local buffer),
+3. runs `edge-client --camera demo` on the video and prints every event (JSON lines,
+   also in runs/demo/events.jsonl; crops under runs/demo/out/crops/),
+4. compares the events with the ground truth.
+
+``--images A.jpg B.jpg`` instead reads still photographs through vehicle_detector and
+the `alpr` ensemble.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import cv2
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+BIN = Path(sys.executable).parent
 
-from edge_client.triton_client import AlprClient  # noqa: E402
-from ensemble.image_io import encode_jpeg  # noqa: E402
-from ensemble.plates import best_plate  # noqa: E402
-from ensemble.server_process import start_triton  # noqa: E402
+from edge_client.demo_video import generate  # noqa: E402
+from ensemble.server_process import free_port, start_triton  # noqa: E402
 
 
-def samples(extra: list[Path], limit: int) -> list[tuple[str, bytes]]:
-    from synth import jpeg, render_vehicle
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        print("redis-server not found: the client will run on its local buffer", file=sys.stderr)
+        return None, "redis://127.0.0.1:9/0"
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.3)
+    return proc, f"redis://127.0.0.1:{port}/0"
 
-    out = [(f"rendered:{t}", jpeg(render_vehicle(t)[0])) for t in ("AB123CD", "7ABC123")]
-    shared = REPO.parent / "shared" / "data" / "openalpr-eu"
-    files = list(extra) or (sorted(shared.glob("*.jpg"))[:limit] if shared.is_dir() else [])
-    out += [(p.name, p.read_bytes()) for p in files]
-    return out
+
+def demo_config(out: Path, video: Path, triton_url: str, redis_url: str) -> Path:
+    base = yaml.safe_load((REPO / "config" / "edge.yaml").read_text())
+    cam = base["cameras"]["demo"]
+    cam["source"] = str(video)
+    cam["sinks"] = [{"type": "jsonl", "path": str(out / "events.jsonl")}]
+    cfg = {
+        "triton": {"urls": [triton_url]},
+        "redis": {"url": redis_url},
+        "output_dir": str(out / "out"),
+        "status_interval_s": 5,
+        "cameras": {"demo": cam},
+    }
+    path = out / "edge-demo.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
 
 
-def read_one(client: AlprClient, name: str, data: bytes) -> dict[str, object]:
-    t0 = time.perf_counter()
-    frame = cv2.imdecode(__import__("numpy").frombuffer(data, "uint8"), cv2.IMREAD_COLOR)
-    vehicles = client.detect_vehicles([frame])[0]
-    crops, origins = [], []
-    for v in vehicles[:4]:
-        x1, y1, x2, y2 = (int(c) for c in (v.box.x1, v.box.y1, v.box.x2, v.box.y2))
-        crops.append(encode_jpeg(frame[y1:y2, x1:x2], 85))
-        origins.append((x1, y1, v.label))
-    if not crops:
-        crops, origins = [data], [(0, 0, "frame")]
-    best, where = None, origins[0]
-    for reads, origin in zip(client.read_plates(crops), origins, strict=True):
-        cand = best_plate(reads)
-        if cand and (best is None or cand.confidence > best.confidence):
-            best, where = cand, origin
-    return {
-        "image": name,
-        "vehicles": len(vehicles),
-        "plate": best.text if best else None,
-        "confidence": round(best.confidence, 4) if best else None,
-        "vehicle": where[2],
-        "box": [round(where[0] + best.box.x1), round(where[1] + best.box.y1),
-                round(where[0] + best.box.x2), round(where[1] + best.box.y2)] if best else None,
-        "ms": round(1000 * (time.perf_counter() - t0), 1),
-    }  # fmt: skip
+def video_demo(args: argparse.Namespace) -> int:
+    out = REPO / "runs" / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "events.jsonl").unlink(missing_ok=True)
+    video, truth_path = generate(out, seed=args.seed)
+    truth = json.loads(truth_path.read_text())
+    print(
+        f"demo video: {video} ({truth['frames']} frames, {len(truth['plates'])} plates)",
+        file=sys.stderr,
+    )
+    redis_proc, redis_url = start_redis(Path(tempfile.mkdtemp(prefix="alpr-redis-")))
+    print("starting tritonserver (model_repository/) ...", file=sys.stderr)
+    server = start_triton(REPO / "model_repository", out / "tritonserver.log")
+    try:
+        config = demo_config(out, video, server.grpc_url, redis_url)
+        cmd = [str(BIN / "edge-client"), "--camera", "demo", "--config", str(config), "--fresh"]
+        rc = subprocess.run(cmd).returncode
+    finally:
+        server.stop()
+        if redis_proc:
+            redis_proc.terminate()
+    events = (
+        [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+        if (out / "events.jsonl").exists()
+        else []
+    )
+    print("\n--- events ---")
+    for e in events:
+        print(
+            json.dumps(
+                {
+                    k: e[k]
+                    for k in (
+                        "plate",
+                        "confidence",
+                        "format",
+                        "track_id",
+                        "frame",
+                        "latency_ms",
+                        "crop_path",
+                    )
+                }
+            )
+        )
+    want = sorted(p["plate"] for p in truth["plates"])
+    got = sorted(e["plate"] for e in events)
+    correct = sum(g in want for g in got)
+    missed, wrong = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    print(f"\n{len(events)} events for {len(want)} plates; correct: {correct}; missed: {missed}; "
+          f"wrong: {wrong}")  # fmt: skip
+    return rc
+
+
+def image_demo(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from edge_client.triton_client import AlprClient
+    from ensemble.plates import best_plate
+
+    out = REPO / "runs" / "demo"
+    server = start_triton(REPO / "model_repository", out / "tritonserver.log")
+    try:
+        client = AlprClient(server.grpc_url)
+        for path in args.images:
+            data = path.read_bytes()
+            frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            vehicles = client.detect_vehicles([frame])[0] if frame is not None else []
+            reads = client.read_plates([data])[0]
+            best = best_plate(reads)
+            row = {"image": path.name, "vehicles": len(vehicles), "plate": None}
+            if best:
+                row.update(plate=best.text, confidence=round(best.confidence, 4))
+            print(json.dumps(row))
+    finally:
+        server.stop()
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=Path, nargs="*", default=[], help="your own photos")
-    parser.add_argument("--limit", type=int, default=10, help="how many shared photos to read")
-    parser.add_argument("--url", help="use a running server (host:grpc_port) instead")
+    parser.add_argument("--images", type=Path, nargs="*", help="read these photographs instead")
+    parser.add_argument("--seed", type=int, default=0, help="demo video seed")
     args = parser.parse_args()
-    out_dir = REPO / "runs" / "demo"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    server = None
-    if not args.url:
-        print("starting tritonserver (model_repository/) ...", file=sys.stderr)
-        server = start_triton(REPO / "model_repository", out_dir / "tritonserver.log")
-    url = args.url or server.grpc_url  # type: ignore[union-attr]
-    try:
-        client = AlprClient(url)
-        with (out_dir / "reads.jsonl").open("w") as f:
-            for name, data in samples(args.images, args.limit):
-                line = json.dumps(read_one(client, name, data))
-                print(line)
-                f.write(line + "\n")
-    finally:
-        if server:
-            server.stop()
-    print(f"wrote {out_dir / 'reads.jsonl'}", file=sys.stderr)
-    return 0
+    return image_demo(args) if args.images else video_demo(args)
 
 
 if __name__ == "__main__":

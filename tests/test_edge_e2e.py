@@ -53,7 +53,8 @@ def write_config(tmp: Path, triton_url: str, redis_url: str, video: Path) -> Pat
                 "regions": ["uk", "eu", "us", "br"],
                 "thresholds": {"detection": 0.5, "min_box_px": 20, "stable_frames": 3,
                                "read_confidence": 0.9, "max_retries": MAX_RETRIES},
-                "tracking": {"high_score": 0.5, "low_score": 0.3, "match_iou": 0.1, "lost_frames": 10},
+                "tracking": {"high_score": 0.5, "low_score": 0.3, "match_iou": 0.1,
+                             "lost_frames": 10},
                 "dedup_window_s": 30,
                 "sinks": [{"type": "jsonl", "path": str(tmp / "events.jsonl")}],
             }
@@ -166,7 +167,8 @@ def test_unreachable_redis_still_reports_once(
 @pytest.mark.parametrize("env", [{}])
 def test_cache_cli_unreachable(env: dict[str, str]) -> None:
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "alpr-cache"), "--redis", "redis://127.0.0.1:9/0", "stats"],
+        [str(Path(sys.executable).parent / "alpr-cache"), "--redis", "redis://127.0.0.1:9/0",
+         "stats"],
         capture_output=True, text=True, timeout=30, env={**os.environ, **env},
     )  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
