@@ -90,7 +90,7 @@ def rec(age: int = 5, score: float = 0.8, height: float = 40, **kw: object) -> T
         (rec(attempts=1, reads=[Read("AB12", 0.5)], quality_at_last_read=1.0), True),  # retry
         (rec(attempts=1, reads=[Read("AB12", 0.95)], quality_at_last_read=1.0), False),
         (rec(attempts=1, reads=[Read("AB12", 0.5)], quality_at_last_read=1e9), False),
-        (rec(attempts=2, reads=[Read("AB12", 0.5)], quality_at_last_read=1.0), False),  # budget spent
+        (rec(attempts=2, reads=[Read("AB12", 0.5)], quality_at_last_read=1.0), False),
     ],
 )  # fmt: skip
 def test_should_read(record: TrackRecord, expected: bool) -> None:
