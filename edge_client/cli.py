@@ -105,12 +105,11 @@ def run(args: argparse.Namespace) -> int:
     if args.source:
         cam = cam.model_copy(update={"source": args.source})
         cfg = cfg.model_copy(update={"cameras": {**cfg.cameras, args.camera: cam}})
-    decoder = select_decoder(cam.decoder)
-    log.info(
-        "camera %s: decoder %s",
-        args.camera,
-        "NVDEC (PyNvVideoCodec)" if decoder == "nvdec" else "CPU",
-    )
+    if select_decoder(cam.decoder) == "nvdec":
+        log.warning(
+            "camera %s: NVDEC is available but this build decodes on the CPU (the NVDEC "
+            "source is not implemented yet)", args.camera,
+        )  # fmt: skip
     url = wait_for_triton(cfg.triton.urls, args.wait_triton)
     if url is None:
         print(
