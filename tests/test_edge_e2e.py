@@ -172,3 +172,44 @@ def test_cache_cli_unreachable(env: dict[str, str]) -> None:
         capture_output=True, text=True, timeout=30, env={**os.environ, **env},
     )  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def panning_video(photo: Path, out: Path, frames: int = 45) -> Path:
+    """A real car photograph sliding across a road-grey 1280x720 frame (vehicles mode)."""
+    import cv2
+    import numpy as np
+
+    car = cv2.imread(str(photo))
+    scale = 560 / car.shape[1]
+    car = cv2.resize(car, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    h, w = car.shape[:2]
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), 15, (1280, 720))
+    for i in range(frames):
+        frame = np.full((720, 1280, 3), 96, np.uint8)
+        x = 40 + i * (1280 - w - 80) // frames
+        frame[(720 - h) // 2 : (720 - h) // 2 + h, x : x + w] = car
+        writer.write(frame)
+    writer.release()
+    return out
+
+
+@pytest.mark.data
+def test_vehicles_mode_reads_a_real_car_once(
+    triton: TritonProcess, redis_proc: RedisProc, openalpr_eu: Path, tmp_path: Path
+) -> None:
+    video = panning_video(openalpr_eu / "eu1.jpg", tmp_path / "pan.mp4")
+    config = write_config(tmp_path, triton.grpc_url, redis_proc.url, video)
+    doc = yaml.safe_load(config.read_text())
+    cam = doc["cameras"]["demo"]
+    cam.update(mode="vehicles", regions=["uk", "eu"])
+    cam["thresholds"].update(min_box_px=48, detection=0.3)
+    cam["tracking"].update(high_score=0.4, low_score=0.2, match_iou=0.3)
+    config.write_text(yaml.safe_dump(doc))
+    done = run_edge(config, "--fresh", "--summary", str(tmp_path / "summary.json"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    plates = [e["plate"] for e in events(tmp_path)]
+    assert plates.count("M5XSX") == 1, (plates, done.stderr[-2000:])
+    car = next(e for e in events(tmp_path) if e["plate"] == "M5XSX")
+    assert car["vehicle_class"] in {"car", "truck"}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["reads"] <= summary["tracks"] + MAX_RETRIES

@@ -227,3 +227,23 @@ def test_worker_queue_is_bounded() -> None:
     worker = ReadWorker(lambda j: [], max_batch=1, queue_size=2)
     results = [worker.submit(ReadJob("c", i, b"x", i, 0.0)) for i in range(4)]
     assert results == [True, True, False, False] and worker.refused == 2
+
+
+def test_metrics_are_exposed_in_prometheus_format() -> None:
+    import urllib.request
+
+    from edge_client.metrics import Metrics
+    from ensemble.server_process import free_port
+
+    m = Metrics()
+    m.frames.labels("cam1").inc(3)
+    m.ocr_reads.labels("cam1").inc()
+    m.stage_seconds.labels("cam1", "detect").observe(0.05)
+    m.queue_depth.labels("cam1", "reads").set(2)
+    port = free_port()
+    m.serve(port)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'alpr_frames_processed_total{camera="cam1"} 3.0' in text
+    assert 'alpr_ocr_reads_total{camera="cam1"} 1.0' in text
+    assert 'alpr_queue_depth{camera="cam1",queue="reads"} 2.0' in text
+    assert "alpr_stage_seconds_bucket" in text
