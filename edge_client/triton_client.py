@@ -19,6 +19,8 @@ from ensemble.contracts import (
 )
 from ensemble.preprocess import letterbox
 
+from .shm import SystemShmInput
+
 
 class InferenceError(RuntimeError):
     """The server refused or failed a request; ``str()`` carries the server's message."""
@@ -69,11 +71,20 @@ def parse_plates(result: grpcclient.InferResult) -> list[list[PlateRead]]:
 class AlprClient:
     """Thin typed facade over ``tritonclient.grpc`` for the four served models."""
 
-    def __init__(self, endpoint: TritonEndpoint | str = TritonEndpoint()) -> None:
+    def __init__(
+        self, endpoint: TritonEndpoint | str = TritonEndpoint(), *, shared_memory: bool = False
+    ) -> None:
+        """``shared_memory``: send frames to ``vehicle_detector`` through a system
+        shared-memory region (the server must run on the same host)."""
         self.endpoint = TritonEndpoint(endpoint) if isinstance(endpoint, str) else endpoint
         self.client = grpcclient.InferenceServerClient(self.endpoint.url)
+        self._shm: SystemShmInput | None = None
+        if shared_memory:
+            self._shm = SystemShmInput(self.client)
 
     def close(self) -> None:
+        if self._shm is not None:
+            self._shm.close()
         self.client.close()
 
     def ready(self) -> bool:
@@ -99,9 +110,10 @@ class AlprClient:
         """Letterbox frames (any size) and detect vehicles; boxes in each frame's pixels."""
         boxed = np.stack([letterbox(f[..., ::-1], DET_SIZE)[0] for f in frames_bgr])
         sizes = np.array([f.shape[:2] for f in frames_bgr], np.int32)
+        image = self._shm.tensor("IMAGE", boxed) if self._shm else _tensor("IMAGE", boxed, "UINT8")
         res = self._infer(
             "vehicle_detector",
-            [_tensor("IMAGE", boxed, "UINT8"), _tensor("SOURCE_SIZE", sizes, "INT32")],
+            [image, _tensor("SOURCE_SIZE", sizes, "INT32")],
             ["BOXES", "SCORES", "CLASSES", "COUNT"],
         )
         boxes, scores = res.as_numpy("BOXES"), res.as_numpy("SCORES")

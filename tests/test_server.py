@@ -259,3 +259,26 @@ def test_real_photographs_found_and_read(triton: TritonProcess, openalpr_eu: Pat
     assert recall >= 0.95
     assert exact >= 0.75
     assert loose >= 0.90
+
+
+def test_vehicle_detector_through_system_shared_memory(triton: TritonProcess) -> None:
+    """The same-host path: frames in a registered shm region give the gRPC results."""
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 255, (480, 640, 3), np.uint8) for _ in range(2)]
+    img, _ = render_vehicle("AB123CD")
+    frames.append(img)
+    plain = AlprClient(triton.grpc_url)
+    shared = AlprClient(triton.grpc_url, shared_memory=True)
+    try:
+        for _ in range(2):  # the region is reused across calls
+            assert shared.detect_vehicles(frames) == plain.detect_vehicles(frames)
+        assert shared._shm.name in _regions(shared)  # type: ignore[union-attr]
+    finally:
+        name = shared._shm.name  # type: ignore[union-attr]
+        shared.close()
+    assert name not in _regions(plain)
+
+
+def _regions(client: AlprClient) -> set[str]:
+    regions = client.client.get_system_shared_memory_status(as_json=True).get("regions", {})
+    return set(regions) if isinstance(regions, dict) else {r["name"] for r in regions}
