@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,10 +28,31 @@ class InferenceError(RuntimeError):
     """The server refused or failed a request; ``str()`` carries the server's message."""
 
 
+ACCESS_KEY_ENV = "OVR_ALPR_TRITON_KEY"  # shared secret sent as the access-key header
+# Triton checks gRPC restricted-protocol headers under a "triton-grpc-protocol-" prefix.
+ACCESS_KEY_HEADER = "triton-grpc-protocol-x-alpr-key"
+UNAVAILABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
+log = logging.getLogger("ovr_alpr.triton")
+
+
 @dataclass(frozen=True)
 class TritonEndpoint:
+    """Where the server is. ``fallbacks``: other servers tried in order when the active
+    one stops answering (health-checked before switching)."""
+
     url: str = "localhost:8001"
     timeout_s: float = 10.0
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url, *[u for u in self.fallbacks if u != self.url]]
+
+
+def access_headers() -> dict[str, str]:
+    """The access-key header when ``OVR_ALPR_TRITON_KEY`` is set (never logged)."""
+    key = os.environ.get(ACCESS_KEY_ENV)
+    return {ACCESS_KEY_HEADER: key} if key else {}
 
 
 def _bytes_tensor(name: str, payloads: Sequence[bytes]) -> grpcclient.InferInput:
@@ -77,7 +100,11 @@ class AlprClient:
         """``shared_memory``: send frames to ``vehicle_detector`` through a system
         shared-memory region (the server must run on the same host)."""
         self.endpoint = TritonEndpoint(endpoint) if isinstance(endpoint, str) else endpoint
-        self.client = grpcclient.InferenceServerClient(self.endpoint.url)
+        self.urls = self.endpoint.urls
+        self.active = 0
+        self.headers = access_headers()
+        self.client = grpcclient.InferenceServerClient(self.urls[0])
+        self.failovers = 0
         self._shm: SystemShmInput | None = None
         if shared_memory:
             self._shm = SystemShmInput(self.client)
@@ -87,24 +114,51 @@ class AlprClient:
             self._shm.close()
         self.client.close()
 
+    @property
+    def url(self) -> str:
+        return self.urls[self.active]
+
     def ready(self) -> bool:
         try:
-            return bool(self.client.is_server_ready())
+            return bool(self.client.is_server_ready(headers=self.headers, client_timeout=2.0))
         except InferenceServerException:
             return False
+
+    def _failover(self) -> bool:
+        """Switch to the next server (in configured order) that passes a health check."""
+        for step in range(1, len(self.urls)):
+            index = (self.active + step) % len(self.urls)
+            candidate = grpcclient.InferenceServerClient(self.urls[index])
+            try:
+                ok = candidate.is_server_ready(headers=self.headers, client_timeout=1.0)
+            except InferenceServerException:
+                ok = False
+            if ok:
+                log.warning("Triton %s unavailable; failing over to %s", self.url, self.urls[index])
+                self.client.close()
+                self.client, self.active = candidate, index
+                self.failovers += 1
+                return True
+            candidate.close()
+        return False
 
     def _infer(
         self, model: str, inputs: list[grpcclient.InferInput], outputs: Sequence[str]
     ) -> grpcclient.InferResult:
-        try:
-            return self.client.infer(
-                model,
-                inputs,
-                outputs=[grpcclient.InferRequestedOutput(o) for o in outputs],
-                client_timeout=self.endpoint.timeout_s,
-            )
-        except InferenceServerException as exc:
-            raise InferenceError(f"{model}: {exc.message()}") from exc
+        requested = [grpcclient.InferRequestedOutput(o) for o in outputs]
+        for attempt in range(2):
+            try:
+                return self.client.infer(
+                    model, inputs, outputs=requested, client_timeout=self.endpoint.timeout_s,
+                    headers=self.headers,
+                )  # fmt: skip
+            except InferenceServerException as exc:
+                down = str(exc.status()) in UNAVAILABLE
+                # shared-memory inputs live on this host's server: no failover for them
+                if attempt == 0 and down and self._shm is None and self._failover():
+                    continue
+                raise InferenceError(f"{model} at {self.url}: {exc.message()}") from exc
+        raise AssertionError("unreachable")
 
     def detect_vehicles(self, frames_bgr: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Letterbox frames (any size) and detect vehicles; boxes in each frame's pixels."""

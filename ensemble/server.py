@@ -92,9 +92,31 @@ def _has_flag(argv: list[str], flag: str) -> bool:
     return any(a == flag or a.startswith(flag + "=") for a in argv)
 
 
+ACCESS_KEY_ENV = "OVR_ALPR_TRITON_KEY"
+ACCESS_KEY_HEADER = "x-alpr-key"
+# Everything but health and metadata (left open for load-balancer and Kubernetes probes).
+RESTRICTED = "inference,shared-memory,model-config,model-repository,statistics,trace,logging"
+
+
+def access_key_args(argv: list[str], env: dict[str, str]) -> list[str]:
+    """With ``OVR_ALPR_TRITON_KEY`` set, require the ``x-alpr-key`` header on every gRPC and
+    HTTP endpoint except health and metadata (unless the caller restricts them itself).
+    Triton takes the value on its command line: it is visible to local users in ``ps``."""
+    key = env.get(ACCESS_KEY_ENV)
+    if not key:
+        return []
+    out = []
+    if not _has_flag(argv, "--grpc-restricted-protocol"):
+        out.append(f"--grpc-restricted-protocol={RESTRICTED}:{ACCESS_KEY_HEADER}={key}")
+    if not _has_flag(argv, "--http-restricted-api"):
+        out.append(f"--http-restricted-api={RESTRICTED}:{ACCESS_KEY_HEADER}={key}")
+    return out
+
+
 def plan_launch(argv: list[str], environ: dict[str, str] | None = None) -> LaunchPlan:
     """Decide which binary to run and with which environment (pure apart from file checks)."""
     env = dict(os.environ if environ is None else environ)
+    argv = list(argv) + access_key_args(list(argv), env)
     override = env.get(ENV_NATIVE)
     if override:
         return LaunchPlan(Path(override), list(argv), env, bundled=False)

@@ -43,3 +43,22 @@ def test_native_override_runs_given_binary_untouched() -> None:
 def test_unknown_python_version_is_a_clear_error() -> None:
     with pytest.raises(server.TritonNotFoundError, match=r"Python 2\.7"):
         server.backend_dir_for("2.7")
+
+
+KEY = "OVR_ALPR_TRITON_KEY"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, []),
+        ([], {KEY: "s3cret"}, ["--grpc-restricted-protocol", "--http-restricted-api"]),
+        (["--grpc-restricted-protocol=inference:k=v"], {KEY: "s"}, ["--http-restricted-api"]),
+    ],
+)  # fmt: skip
+def test_access_key_flags(argv: list[str], env: dict[str, str], expected: list[str]) -> None:
+    added = server.access_key_args(argv, env)
+    assert [a.split("=", 1)[0] for a in added] == expected
+    for a in added:
+        assert a.endswith(":x-alpr-key=" + env["OVR_ALPR_TRITON_KEY"])
+        assert "health" not in a.split(":")[0].split("=")[1]
