@@ -53,7 +53,7 @@ def build_pipeline(
     from .tracking import ByteTracker
 
     cam = cfg.cameras[camera_id]
-    endpoint = TritonEndpoint(triton_url, cfg.triton.timeout_s)
+    endpoint = TritonEndpoint(triton_url, cfg.triton.timeout_s, fallbacks=tuple(cfg.triton.urls))
     det_client, read_client = AlprClient(endpoint), AlprClient(endpoint)
     if cam.mode == "vehicles":
         detector: VehicleFrameDetector | PlateFrameDetector = VehicleFrameDetector(det_client)
