@@ -48,7 +48,8 @@ log = logging.getLogger("ovr_alpr.pipeline")
 @dataclass
 class PipelineStats:
     frames: int = 0
-    detect_errors: int = 0
+    detect_errors: int = 0  # consecutive (drives the backoff)
+    detect_failures: int = 0  # total
     tracks: int = 0
     adopted: int = 0
     reads: int = 0
@@ -125,17 +126,28 @@ class CameraPipeline:
             self.id, source_str, self.frames, process_every=self.cam.process_every,
             max_fps=self.cam.max_fps, start_frame=start, loop=self.cam.loop,
         ).start()  # fmt: skip
+        held: Frame | None = None  # a file frame waiting for the detector to come back
         try:
             while not stop.is_set():
                 self._apply_outcomes()
                 self._retry_due()
-                try:
-                    frame = self.frames.get(timeout=0.05)
-                except queue.Empty:
-                    continue
+                if held is not None:
+                    frame: Frame | None = held
+                    time.sleep(min(0.05, max(0.0, self._detect_backoff - time.monotonic())))
+                else:
+                    try:
+                        frame = self.frames.get(timeout=0.05)
+                    except queue.Empty:
+                        continue
                 if frame is END:
                     break
-                self._process(frame)
+                assert frame is not None
+                done = self._process(frame)
+                # a live camera moves on (frames are dropped and counted); a file is not
+                # real time, so its frame is held until the server answers: nothing lost
+                held = frame if not done and not source.live else None
+                if not done and source.live:
+                    self.metrics.frames_dropped.labels(self.id, "detector_down").inc()
                 self._periodic(source)
         finally:
             source.stop()
@@ -169,13 +181,13 @@ class CameraPipeline:
     # --- per frame ---------------------------------------------------------------
     def _detect(self, frame: Frame) -> Detections | None:
         if time.monotonic() < self._detect_backoff:
-            self.metrics.frames_dropped.labels(self.id, "detector_backoff").inc()
             return None
         t0 = time.monotonic()
         try:
             dets = self.detector.detect([frame.image])[0]
         except Exception as exc:  # unreachable or failing server: keep decoding, back off
             self.stats.detect_errors += 1
+            self.stats.detect_failures += 1
             self.metrics.triton_errors.labels(self.id, "detector").inc()
             wait = min(5.0, 0.25 * 2 ** min(5, self.stats.detect_errors))
             self._detect_backoff = time.monotonic() + wait
@@ -197,11 +209,12 @@ class CameraPipeline:
         labels = tuple(lbl for lbl, k in zip(dets.labels, keep, strict=False) if k)
         return Detections(dets.boxes[keep], dets.scores[keep], dets.classes[keep], labels)
 
-    def _process(self, frame: Frame) -> None:
-        self._last_frame = frame.index
+    def _process(self, frame: Frame) -> bool:
+        """Detect, track and schedule reads for one frame; False when detection failed."""
         dets = self._detect(frame)
         if dets is None:
-            return
+            return False
+        self._last_frame = frame.index
         self.stats.frames += 1
         self.metrics.frames.labels(self.id).inc()
         t0 = time.monotonic()
@@ -218,6 +231,7 @@ class CameraPipeline:
             gone = self.book.get(tid)
             if gone is not None:
                 self._close(gone)
+        return True
 
     def _offer(self, rec: TrackRecord, frame: Frame, tb: TrackedBox) -> None:
         """Keep the track's best crop. A box cut by the frame edge shows a partial plate

@@ -61,17 +61,23 @@ class TritonProcess:
 
 
 def start_triton(
-    repository: Path, log: Path, *, extra_args: list[str] | None = None, timeout_s: float = 180
+    repository: Path,
+    log: Path,
+    *,
+    extra_args: list[str] | None = None,
+    timeout_s: float = 180,
+    ports: tuple[int, int, int] | None = None,
 ) -> TritonProcess:
-    """Start the project's ``tritonserver`` on free ports and wait until it is ready."""
+    """Start the project's ``tritonserver`` on free ports (or ``ports`` = http, grpc,
+    metrics, e.g. to restart a server where its clients expect it) and wait until ready."""
     exe = shutil.which("tritonserver", path=str(Path(sys.executable).parent)) or "tritonserver"
-    http, grpc, metrics = free_port(), free_port(), free_port()
+    http, grpc, metrics = ports or (free_port(), free_port(), free_port())
     cmd = [
         exe, "--model-repository", str(repository), "--http-port", str(http),
         "--grpc-port", str(grpc), "--metrics-port", str(metrics), *(extra_args or []),
     ]  # fmt: skip
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
     server = TritonProcess(
         f"127.0.0.1:{grpc}", f"http://127.0.0.1:{http}", f"http://127.0.0.1:{metrics}/metrics",

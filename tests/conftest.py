@@ -50,3 +50,14 @@ def triton(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     server = start_triton(weights, log)
     yield server
     stop_triton(server)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The synthetic demo video (6 plates) and its ground truth."""
+    import json
+
+    from edge_client.demo_video import generate
+
+    video, truth = generate(tmp_path_factory.mktemp("demo"), font="hershey")
+    return video, json.loads(truth.read_text())

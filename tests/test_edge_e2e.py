@@ -19,18 +19,9 @@ import yaml
 from conftest import TritonProcess
 from redis_server import RedisProc, start_redis
 
-from edge_client.demo_video import generate
-
 pytestmark = pytest.mark.server
 EDGE = str(Path(sys.executable).parent / "edge-client")
 MAX_RETRIES = 2
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("demo")
-    video, truth = generate(out, font="hershey")
-    return video, json.loads(truth.read_text())
 
 
 @pytest.fixture(scope="module")
