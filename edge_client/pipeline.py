@@ -115,11 +115,8 @@ class CameraPipeline:
         stop = stop or threading.Event()
         source_str = source_override or self.cam.source
         self.resume.load_reported()
-        start = (
-            self.resume.load_cursor()
-            if not VideoSource(self.id, source_str, self.frames).live
-            else 0
-        )
+        resumable = not VideoSource(self.id, source_str, self.frames).live and not self.cam.loop
+        start = self.resume.load_cursor() if resumable else 0
         if start:
             log.info("camera %s: resuming at frame %d", self.id, start)
         source = VideoSource(

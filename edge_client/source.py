@@ -113,6 +113,8 @@ class VideoSource:
         self.thread = threading.Thread(target=self._run, name=f"source-{camera}", daemon=True)
         self.last_index = start_frame - 1
         self.decoder = "cpu"
+        self.time_offset = 0.0  # media time of previous passes over a looping file
+        self.index_offset = 0
 
     def start(self) -> VideoSource:
         log.info("camera %s: decoding %s on the CPU (OpenCV/FFmpeg)", self.camera, self._shown())
@@ -175,7 +177,7 @@ class VideoSource:
                 if ended and not self.live and not self.loop:
                     break
                 if ended and self.loop:
-                    self.start_frame = 0
+                    self.start_frame = 0  # timestamps and indices keep increasing
                     continue
                 if self.live and not self.stop_event.is_set():
                     log.warning("camera %s: stream lost, reconnecting", self.camera)
@@ -195,15 +197,17 @@ class VideoSource:
         while not self.stop_event.is_set():
             ok, image = cap.read()
             if not ok or image is None:
+                self.time_offset += index / fps
+                self.index_offset += index
                 return True
             self.stats.decoded += 1
             media_t = index / fps
-            timestamp = time.time() if self.live else media_t
+            timestamp = time.time() if self.live else self.time_offset + media_t
             selected = index % self.process_every == 0 and (media_t - last_media) >= min_gap - 1e-9
             if selected:
                 last_media = media_t
-                self.last_index = index
-                self._put(Frame(self.camera, index, timestamp, image))
+                self.last_index = self.index_offset + index
+                self._put(Frame(self.camera, self.index_offset + index, timestamp, image))
             else:
                 self.stats.skipped += 1
             index += 1
