@@ -60,11 +60,16 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
+def total(metrics: list[dict[str, float]], prefix: str) -> float:
+    return sum(v for x in metrics for k, v in x.items() if k.startswith(prefix))
+
+
 def config(work: Path, video: Path, triton: str, redis_url: str, n: int) -> tuple[Path, list[int]]:
     ports = [free_port() for _ in range(n)]
     cams = {
         f"cam{i + 1}": {
-            "source": str(video), "mode": "plates", "loop": True, "regions": ["uk", "eu", "us", "br"],
+            "source": str(video), "mode": "plates", "loop": True,
+            "regions": ["uk", "eu", "us", "br"],
             "thresholds": {"detection": 0.5, "min_box_px": 20, "stable_frames": 3},
             "tracking": {"high_score": 0.5, "low_score": 0.3, "match_iou": 0.1, "lost_frames": 10},
             "dedup_window_s": 5,
@@ -103,8 +108,9 @@ def plot(samples: list[dict], out: Path) -> None:
             ys = y0 + h - 25 - v / hi * (h - 60)
             pts = np.stack([xs, ys], 1).astype(np.int32)
             cv2.polylines(img, [pts], False, colors[k], 2)
-            cv2.putText(img, f"{keys[k]} (max {hi:.0f})" if k == 0 else keys[k], (300 + 250 * k, y0 + 20),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.45, colors[k], 1)  # fmt: skip
+            label = f"{keys[k]} (max {hi:.0f})" if k == 0 else keys[k]
+            cv2.putText(img, label, (300 + 250 * k, y0 + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                        colors[k], 1)  # fmt: skip
         cv2.line(img, (50, y0 + h - 25), (w - 20, y0 + h - 25), (0, 0, 0), 1)
     cv2.imwrite(str(out), img)
 
@@ -122,9 +128,11 @@ def main() -> int:
     server = start_triton(REPO / "model_repository", work / "tritonserver.log")
     _, ports = config(work, video, server.grpc_url, redis_url, args.cameras)
     edge = str(Path(sys.executable).parent / "edge-client")
+    logs = [(work / f"edge{i + 1}.log").open("w") for i in range(args.cameras)]
     clients = [
-        subprocess.Popen([edge, "--camera", f"cam{i + 1}", "--config", str(work / f"edge{i + 1}.yaml"),
-                          "--fresh", "--log-level", "WARNING"], stderr=open(work / f"edge{i + 1}.log", "w"))
+        subprocess.Popen([edge, "--camera", f"cam{i + 1}", "--config",
+                          str(work / f"edge{i + 1}.yaml"), "--fresh", "--log-level", "WARNING"],
+                         stderr=logs[i])
         for i in range(args.cameras)
     ]  # fmt: skip
     r = redis.Redis.from_url(redis_url)
@@ -142,12 +150,12 @@ def main() -> int:
                 "rss_per_client_mb": [round(tree_rss_mb(c.pid), 1) for c in clients],
                 "redis_keys": int(r.dbsize()), "redis_mb": round(info["used_memory"] / 2**20, 2),
                 "frames": sum(x.get("alpr_frames_processed_total", 0) for x in m),
-                "dropped": sum(v for x in m for k, v in x.items() if k.startswith("alpr_frames_dropped_total")),
+                "dropped": total(m, "alpr_frames_dropped_total"),
                 "read_queue": sum(x.get("alpr_queue_depth.reads", 0) for x in m),
                 "frame_queue": sum(x.get("alpr_queue_depth.frames", 0) for x in m),
                 "reads": sum(x.get("alpr_ocr_reads_total", 0) for x in m),
                 "events": sum(x.get("alpr_events_total", 0) for x in m),
-                "duplicates": sum(v for x in m for k, v in x.items() if k.startswith("alpr_duplicates")),
+                "duplicates": total(m, "alpr_duplicates"),
                 "clients_alive": sum(c.poll() is None for c in clients),
             }  # fmt: skip
             samples.append(s)
@@ -163,6 +171,8 @@ def main() -> int:
         server.stop()
         if redis_proc:
             redis_proc.terminate()
+        for f in logs:
+            f.close()
     half = samples[len(samples) // 2 :]
     growth = lambda k: (half[-1][k] - half[0][k]) if len(half) > 1 else 0.0  # noqa: E731
     checks = {
@@ -175,7 +185,8 @@ def main() -> int:
         "dropped_total": samples[-1]["dropped"],
     }  # fmt: skip
     result = {"cameras": args.cameras, "minutes": args.minutes, "interval_s": args.interval,
-              "machine": {"cpus": os.cpu_count()}, "checks": checks, "samples": samples}  # fmt: skip
+              "machine": {"cpus": os.cpu_count()}, "checks": checks,
+              "samples": samples}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     plot(samples, args.out.with_suffix(".png"))

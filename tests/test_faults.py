@@ -6,6 +6,7 @@ Bounded in time: each test processes the 21 s demo video once (about 35 s on 2 c
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -94,3 +95,80 @@ def test_redis_stopped_and_restarted(
         if proc.poll() is None:
             proc.kill()
         redis_proc.stop()
+
+
+SYSTEM_PY = "/usr/bin/python3"
+RTSP_SERVER = Path(__file__).resolve().parent / "tools" / "rtsp_server.py"
+
+
+def _rtsp_available() -> str | None:
+    if not shutil.which("ffmpeg"):
+        return "ffmpeg not installed (apt-get install ffmpeg)"
+    probe = subprocess.run(
+        [SYSTEM_PY, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
+         "from gi.repository import GstRtspServer"], capture_output=True,
+    )  # fmt: skip
+    if probe.returncode != 0:
+        return "GStreamer RTSP server not installed (python3-gi gir1.2-gst-rtsp-server-1.0)"
+    return None
+
+
+def start_rtsp(video: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [SYSTEM_PY, str(RTSP_SERVER), str(video), str(port)],
+        stdout=log.open("ab"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    time.sleep(1.0)
+    assert proc.poll() is None, log.read_text()
+    return proc
+
+
+def test_rtsp_source_disappears_and_comes_back(
+    triton,
+    demo: tuple[Path, dict],
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    reason = _rtsp_available()
+    if reason:
+        pytest.skip(reason)
+    video, truth = demo
+    h264 = tmp_path / "demo264.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(video), "-c:v", "libx264", "-preset",
+         "veryfast", "-g", "15", "-pix_fmt", "yuv420p", str(h264)], check=True, timeout=120,
+    )  # fmt: skip
+    port = free_port()
+    rtsp = start_rtsp(h264, port, tmp_path / "rtsp.log")
+    redis_proc = start_redis(tmp_path / "redis")
+    config = write_config(tmp_path, triton.grpc_url, redis_proc.url, video)
+    config.write_text(config.read_text().replace(str(video), f"rtsp://127.0.0.1:{port}/demo"))
+    proc = subprocess.Popen(
+        [EDGE, "--camera", "demo", "--config", str(config), "--fresh"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    want = sorted(p["plate"] for p in truth["plates"])
+    try:
+        wait_events(tmp_path, 2, proc)
+        rtsp.kill()  # the camera disappears
+        rtsp.wait(10)
+        time.sleep(3)
+        assert proc.poll() is None, "the client must keep running without its camera"
+        rtsp = start_rtsp(h264, port, tmp_path / "rtsp.log")  # and comes back
+        deadline = time.monotonic() + 120
+        while (
+            time.monotonic() < deadline and sorted({e["plate"] for e in events(tmp_path)}) != want
+        ):
+            time.sleep(0.5)
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        rtsp.kill()
+        redis_proc.stop()
+    plates = [e["plate"] for e in events(tmp_path)]
+    assert "stream lost, reconnecting" in out or "cannot open source" in out, out[-3000:]
+    assert "reconnected" in out, out[-3000:]
+    assert sorted(set(plates)) == want, out[-3000:]
+    assert len(plates) == len(set(plates)), f"reported twice: {plates}"
