@@ -89,6 +89,13 @@ def config(work: Path, video: Path, triton: str, redis_url: str, n: int) -> tupl
     return work, ports
 
 
+def expected_events(truth: dict, frames: int) -> int:
+    """Plates fully shown within ``frames`` processed frames of a looping video (each pass
+    re-reports them: the dedup window is shorter than a pass)."""
+    loops, rest = divmod(frames, truth["frames"])
+    return loops * len(truth["plates"]) + sum(p["last_frame"] < rest for p in truth["plates"])
+
+
 def plot(samples: list[dict], out: Path) -> None:
     """A small multi-panel line chart drawn with OpenCV (no plotting dependency)."""
     panels = [("RSS MB (server, clients)", ["rss_server_mb", "rss_clients_mb"]),
@@ -123,7 +130,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.json")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="soak-"))
-    video, _ = generate(work, font="hershey", width=960, height=540)
+    video, truth_path = generate(work, font="hershey", width=960, height=540)
+    truth = json.loads(truth_path.read_text())
     redis_proc, redis_url = start_redis(work)
     server = start_triton(REPO / "model_repository", work / "tritonserver.log")
     _, ports = config(work, video, server.grpc_url, redis_url, args.cameras)
@@ -150,6 +158,7 @@ def main() -> int:
                 "rss_per_client_mb": [round(tree_rss_mb(c.pid), 1) for c in clients],
                 "redis_keys": int(r.dbsize()), "redis_mb": round(info["used_memory"] / 2**20, 2),
                 "frames": sum(x.get("alpr_frames_processed_total", 0) for x in m),
+                "frames_per_camera": [x.get("alpr_frames_processed_total", 0) for x in m],
                 "dropped": total(m, "alpr_frames_dropped_total"),
                 "read_queue": sum(x.get("alpr_queue_depth.reads", 0) for x in m),
                 "frame_queue": sum(x.get("alpr_queue_depth.frames", 0) for x in m),
@@ -184,6 +193,9 @@ def main() -> int:
         "events_total": samples[-1]["events"], "frames_total": samples[-1]["frames"],
         "dropped_total": samples[-1]["dropped"],
     }  # fmt: skip
+    checks["events_expected"] = sum(
+        expected_events(truth, int(f)) for f in samples[-1]["frames_per_camera"]
+    )
     result = {"cameras": args.cameras, "minutes": args.minutes, "interval_s": args.interval,
               "machine": {"cpus": os.cpu_count()}, "checks": checks,
               "samples": samples}  # fmt: skip
