@@ -147,7 +147,7 @@ def test_select(regions: list[str], expected: list[str] | ValueError) -> None:
 
 
 # --- correction ---------------------------------------------------------------------------
-LOW_POS1 = [1.0, 0.1, 1.0, 1.0, 1.0, 1.0, 1.0]
+LOW_POS1 = [1.0, 0.1, 0.9, 1.0, 1.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,12 @@ LOW_POS1 = [1.0, 0.1, 1.0, 1.0, 1.0, 1.0, 1.0]
         # tie (0.64): uk_current needs 8->B and I->1, uk_prefix (weight 0.8) only I->1:
         # fewer substitutions win; a doubtful '8' makes uk_current cheaper.
         ("A8I2CDE", ["uk"], None, ("A812CDE", "uk_prefix", 0.64)),
-        ("A8I2CDE", ["uk"], LOW_POS1, ("AB12CDE", "uk_current", 0.8**1.1)),
+        ("A8I2CDE", ["uk"], LOW_POS1, ("AB12CDE", "uk_current", 0.8**1.0)),
+        # a character read with confidence >= 0.97 is never substituted (Z->2 blocked) ...
+        ("AB1ZCDE", ["uk"], [1, 1, 1, 0.99, 1, 1, 1], ("AB1ZCDE", None, 0.0)),
+        # ... except the glyph twins O/0 and I/1, which the format decides
+        ("A8I2CDE", ["uk"], [1.0, 0.1, 0.99, 1, 1, 1, 1], ("AB12CDE", "uk_current", 0.8**1.09)),
+        ("BS47040", ["eu"], [0.999] * 7, ("BS47040", "pl_dk_llddddd", 0.8)),
         # per-character confidence scales the penalty: none at all at confidence 0
         ("AB1ZCDE", ["uk"], [1, 1, 1, 0.5, 1, 1, 1], ("AB12CDE", "uk_current", 0.8**0.5)),
         ("AB1ZCDE", ["uk"], [1, 1, 1, 0.0, 1, 1, 1], ("AB12CDE", "uk_current", 1.0)),

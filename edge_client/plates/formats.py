@@ -200,14 +200,26 @@ def _fit(
     return fixed, subs, math.exp(log_penalty)
 
 
+PROTECT = 0.97  # recogniser confidence above which a character is kept as read
+# ... except glyphs that many plate fonts draw (almost) identically: a recogniser cannot
+# be sure of these however confident it says it is, so the format decides.
+GLYPH_TWINS = {("0", "O"), ("O", "0"), ("1", "I"), ("I", "1")}
+
+
 def correct(
     text: str,
     formats: Sequence[PlateFormat],
     char_confidences: Sequence[float] | None = None,
     *,
     max_subs: int = MAX_SUBS,
+    protect: float = PROTECT,
 ) -> tuple[str, PlateFormat | None, float]:
     """Best format-guided correction of ``text`` (normalised, A-Z0-9).
+
+    With ``char_confidences``, a character the recogniser read with confidence >=
+    ``protect`` is never substituted: a sure ``B`` does not become ``8`` just because some
+    format of the region would then fit (formats are priors, the pixels are evidence).
+    O/0 and I/1 are exempt: plate fonts draw them alike, so the format decides.
 
     Returns ``(corrected text, format, score)`` with ``score = weight * SUB_PENALTY **
     sum(confidence of each substituted position)``; ties go to fewer substitutions, then
@@ -233,6 +245,11 @@ def correct(
             continue
         fixed, subs, penalty = fit
         if subs > max_subs:
+            continue
+        if char_confidences is not None and any(
+            a != b and c >= protect and (a, b) not in GLYPH_TWINS
+            for a, b, c in zip(text, fixed, confs, strict=True)
+        ):
             continue
         score = round(fmt.weight * penalty, 12)  # equal fits tie exactly
         if best is None or (score, -subs) > (best[0], -best[1]):

@@ -1,0 +1,216 @@
+"""Accuracy evaluation: labelled photographs through the running server, and video runs.
+
+Photographs (OpenALPR benchmark format: ``NAME.jpg`` + ``NAME.txt`` holding
+``NAME.jpg<TAB>x<TAB>y<TAB>w<TAB>h<TAB>PLATE``) take the edge client's path: the vehicle
+detector on the photo, the ``alpr`` ensemble on each vehicle crop (the whole photo when
+no vehicle is found), the most plate-like read, then the same voting and regional-format
+correction as ``edge-client``. Videos: the events of an ``edge-client`` run (JSONL) are
+scored against the demo video's ground truth (correct, wrong, missed, duplicated).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ensemble.contracts import Box, PlateRead
+from ensemble.image_io import encode_jpeg
+from ensemble.plates import best_plate
+
+from .contracts import Read
+from .plates.formats import PlateFormat
+from .plates.voting import vote
+from .triton_client import AlprClient
+
+
+@dataclass(frozen=True)
+class Label:
+    image: str
+    box: Box
+    plate: str
+
+
+@dataclass
+class ImageResult:
+    image: str
+    expected: str
+    read: str
+    raw: str
+    confidence: float
+    found: bool  # a plate box with IoU >= 0.5 against the label
+    exact: bool
+    char_accuracy: float
+    ms: float
+    box: tuple[float, float, float, float] | None = None
+
+
+def load_labels(folder: Path) -> list[Label]:
+    labels = []
+    for txt in sorted(folder.glob("*.txt")):
+        parts = txt.read_text().strip().split("\t")
+        if len(parts) < 6 or txt.name.lower() == "readme.txt":
+            continue
+        name, x, y, w, h, plate = parts[:6]
+        x0, y0 = float(x), float(y)
+        labels.append(Label(name, Box(x0, y0, x0 + float(w), y0 + float(h)), plate.strip().upper()))
+    return labels
+
+
+def levenshtein(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def char_accuracy(expected: str, read: str) -> float:
+    if not expected:
+        return 0.0
+    return max(0.0, 1.0 - levenshtein(expected, read) / len(expected))
+
+
+def read_photo(client: AlprClient, data: bytes, max_vehicles: int = 4) -> list[PlateRead]:
+    """Every plate candidate in the photo, in photo coordinates (vehicles first)."""
+    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    crops, origins = [], []
+    if frame is not None:
+        for v in client.detect_vehicles([frame])[0][:max_vehicles]:
+            x1, y1 = int(v.box.x1), int(v.box.y1)
+            crop = frame[y1 : int(v.box.y2), x1 : int(v.box.x2)]
+            if crop.size:
+                crops.append(encode_jpeg(crop, 90))
+                origins.append((x1, y1))
+    crops.append(data)  # the whole photo too: a plate may sit outside every vehicle box
+    origins.append((0, 0))
+    out = []
+    for reads, (ox, oy) in zip(client.read_plates(crops), origins, strict=True):
+        for r in reads:
+            b = r.box
+            out.append(PlateRead(Box(b.x1 + ox, b.y1 + oy, b.x2 + ox, b.y2 + oy), r.det_score,
+                                 r.text, r.confidence, r.char_confidences))  # fmt: skip
+    return out
+
+
+def evaluate_photo(
+    client: AlprClient, folder: Path, label: Label, formats: list[PlateFormat]
+) -> tuple[ImageResult, np.ndarray | None]:
+    data = (folder / label.image).read_bytes()
+    t0 = time.perf_counter()
+    reads = read_photo(client, data)
+    best = best_plate(reads)
+    result = (
+        vote([Read(best.text, best.confidence, best.char_confidences)], formats) if best else None
+    )
+    ms = 1000 * (time.perf_counter() - t0)
+    text = result.plate if result else (best.text if best else "")
+    found = any(r.box.iou(label.box) >= 0.5 for r in reads)
+    crop = None
+    if best is not None:
+        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        b = best.box
+        crop = frame[int(b.y1) : int(b.y2) + 1, int(b.x1) : int(b.x2) + 1]
+    res = ImageResult(
+        label.image, label.plate, text, best.text if best else "",
+        best.confidence if best else 0.0, found, text == label.plate,
+        char_accuracy(label.plate, text), ms,
+        (best.box.x1, best.box.y1, best.box.x2, best.box.y2) if best else None,
+    )  # fmt: skip
+    return res, crop
+
+
+def summarise(results: Sequence[ImageResult]) -> dict[str, float | int]:
+    n = len(results)
+    loose = str.maketrans("OI", "01")
+    return {
+        "images": n,
+        "exact": sum(r.exact for r in results) / n,
+        "exact_o0_i1_equal": sum(
+            r.read.translate(loose) == r.expected.translate(loose) for r in results
+        ) / n,
+        "detection_recall": sum(r.found for r in results) / n,
+        "char_accuracy": float(np.mean([r.char_accuracy for r in results])),
+        "ms_per_image": float(np.mean([r.ms for r in results])),
+        "ms_per_image_p95": float(np.percentile([r.ms for r in results], 95)),
+    }  # fmt: skip
+
+
+def chart(summary: dict[str, float | int], out: Path) -> None:
+    """A small bar chart of the headline rates (OpenCV only)."""
+    keys = ["exact", "exact_o0_i1_equal", "detection_recall", "char_accuracy"]
+    img = np.full((260, 640, 3), 255, np.uint8)
+    for i, k in enumerate(keys):
+        v = float(summary[k])
+        y = 30 + i * 55
+        cv2.rectangle(img, (200, y), (200 + int(400 * v), y + 32), (60, 140, 40), -1)
+        cv2.putText(img, k, (10, y + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+        inside = v >= 0.85
+        colour = (255, 255, 255) if inside else (0, 0, 0)
+        x = 530 if inside else 205 + int(400 * v)
+        cv2.putText(img, f"{100 * v:.1f}%", (x, y + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
+    cv2.imwrite(str(out), img)
+
+
+def write_report(
+    out_dir: Path,
+    summary: dict,
+    results: Sequence[ImageResult],
+    crops: dict[str, np.ndarray | None],
+) -> Path:
+    """JSON plus an HTML page listing the misses with their crops, and the chart."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "misses").mkdir(exist_ok=True)
+    (out_dir / "results.json").write_text(
+        json.dumps({"summary": summary, "results": [asdict(r) for r in results]}, indent=2) + "\n"
+    )
+    chart(summary, out_dir / "chart.png")
+    rows = []
+    for r in results:
+        if r.exact:
+            continue
+        img = ""
+        crop = crops.get(r.image)
+        if crop is not None and crop.size:
+            name = Path(r.image).stem + ".jpg"
+            cv2.imwrite(str(out_dir / "misses" / name), crop)
+            img = f'<img src="misses/{html.escape(name)}" height="40">'
+        rows.append(
+            f"<tr><td>{html.escape(r.image)}</td><td>{html.escape(r.expected)}</td>"
+            f"<td>{html.escape(r.read)}</td><td>{r.confidence:.2f}</td>"
+            f"<td>{'yes' if r.found else 'no'}</td><td>{img}</td></tr>"
+        )
+    shown = {k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in summary.items()}
+    stats = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in shown.items())
+    page = (
+        "<!doctype html><meta charset=utf-8><title>OVR-ALPR accuracy</title>"
+        f"<h1>OVR-ALPR accuracy</h1><ul>{stats}</ul><img src=chart.png>"
+        f"<h2>Misses ({len(rows)})</h2><table border=1 cellpadding=4><tr><th>image</th>"
+        "<th>expected</th><th>read</th><th>conf</th><th>plate found</th><th>crop</th></tr>"
+        + "".join(rows) + "</table>"
+    )  # fmt: skip
+    (out_dir / "report.html").write_text(page)
+    return out_dir / "report.html"
+
+
+def score_video(events: Sequence[dict], truth: dict) -> dict[str, int | float]:
+    """Events of one run vs the demo ground truth: correct, wrong, missed, duplicated."""
+    expected = Counter(p["plate"] for p in truth["plates"])
+    got = Counter(e["plate"] for e in events)
+    correct = sum(min(got[p], n) for p, n in expected.items())
+    duplicated = sum(max(0, got[p] - n) for p, n in expected.items())
+    wrong = sum(n for p, n in got.items() if p not in expected)
+    missed = sum(max(0, n - got[p]) for p, n in expected.items())
+    total = sum(expected.values())
+    return {"plates": total, "events": sum(got.values()), "correct": correct, "wrong": wrong,
+            "missed": missed, "duplicated": duplicated,
+            "accuracy": correct / max(total, sum(got.values())) if total else 0.0}  # fmt: skip
