@@ -25,6 +25,8 @@ from typing import Any
 
 import redis
 
+from ensemble.contracts import Box as BoxXY
+
 log = logging.getLogger("ovr_alpr.resume")
 Box = tuple[float, float, float, float]
 ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -35,11 +37,7 @@ def source_id(source: str) -> str:
 
 
 def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return BoxXY(*a).iou(BoxXY(*b))
 
 
 @dataclass(frozen=True)
