@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .yaml_file import read_yaml
 
 CAMERA_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -190,14 +191,7 @@ def parse_config(data: object, source: str = "<config>") -> EdgeConfig:
 
 
 def load_config(path: Path) -> EdgeConfig:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    data = read_yaml(path, "configuration", ConfigError)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return parse_config(data, str(path))

@@ -80,9 +80,15 @@ def char_accuracy(expected: str, read: str) -> float:
     return max(0.0, 1.0 - levenshtein(expected, read) / len(expected))
 
 
-def read_photo(client: AlprClient, data: bytes, max_vehicles: int = 4) -> list[PlateRead]:
-    """Every plate candidate in the photo, in photo coordinates (vehicles first)."""
-    frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+def decode(data: bytes) -> np.ndarray | None:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+def read_photo(
+    client: AlprClient, data: bytes, frame: np.ndarray | None, max_vehicles: int = 4
+) -> list[PlateRead]:
+    """Every plate candidate in the photo (``data``, decoded as ``frame``), in photo
+    coordinates (vehicles first)."""
     crops, origins = [], []
     if frame is not None:
         for v in client.detect_vehicles([frame])[0][:max_vehicles]:
@@ -107,7 +113,8 @@ def evaluate_photo(
 ) -> tuple[ImageResult, np.ndarray | None]:
     data = (folder / label.image).read_bytes()
     t0 = time.perf_counter()
-    reads = read_photo(client, data)
+    frame = decode(data)
+    reads = read_photo(client, data, frame)
     best = best_plate(reads)
     result = (
         vote([Read(best.text, best.confidence, best.char_confidences)], formats) if best else None
@@ -116,8 +123,7 @@ def evaluate_photo(
     text = result.plate if result else (best.text if best else "")
     found = any(r.box.iou(label.box) >= 0.5 for r in reads)
     crop = None
-    if best is not None:
-        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if best is not None and frame is not None:
         b = best.box
         crop = frame[int(b.y1) : int(b.y2) + 1, int(b.x1) : int(b.x2) + 1]
     res = ImageResult(

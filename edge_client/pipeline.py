@@ -39,7 +39,7 @@ from .plates.voting import is_plausible, vote
 from .reader import ReadJob, ReadOutcome, ReadWorker
 from .resume import Reported, ResumeState
 from .sinks import SinkSet
-from .source import END, VideoSource
+from .source import END, VideoSource, is_live
 from .trackbook import TrackRecord, crop_box, should_decide, should_read
 
 log = logging.getLogger("ovr_alpr.pipeline")
@@ -115,7 +115,7 @@ class CameraPipeline:
         stop = stop or threading.Event()
         source_str = source_override or self.cam.source
         self.resume.load_reported()
-        resumable = not VideoSource(self.id, source_str, self.frames).live and not self.cam.loop
+        resumable = not is_live(source_str) and not self.cam.loop
         start = self.resume.load_cursor() if resumable else 0
         if start:
             log.info("camera %s: resuming at frame %d", self.id, start)

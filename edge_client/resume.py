@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +118,3 @@ class ResumeState:
             if rep.matches(t, box, slack_s=slack_s, min_iou=min_iou):
                 return rep
         return None
-
-
-def now() -> float:
-    return time.time()

@@ -111,8 +111,6 @@ class VideoSource:
         self.stats = SourceStats()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"source-{camera}", daemon=True)
-        self.last_index = start_frame - 1
-        self.decoder = "cpu"
         self.time_offset = 0.0  # media time of previous passes over a looping file
         self.index_offset = 0
 
@@ -206,7 +204,6 @@ class VideoSource:
             selected = index % self.process_every == 0 and (media_t - last_media) >= min_gap - 1e-9
             if selected:
                 last_media = media_t
-                self.last_index = self.index_offset + index
                 self._put(Frame(self.camera, self.index_offset + index, timestamp, image))
             else:
                 self.stats.skipped += 1

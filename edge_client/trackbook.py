@@ -40,13 +40,14 @@ def crop_quality(box: Box, crop: np.ndarray) -> float:
 
 
 def crop_box(image: np.ndarray, box: Box, margin: float) -> np.ndarray:
+    """A view (no copy) of ``box`` grown by ``margin`` of its size, clipped to the image."""
     h, w = image.shape[:2]
     bw, bh = box[2] - box[0], box[3] - box[1]
     x1 = int(max(0, box[0] - margin * bw))
     y1 = int(max(0, box[1] - margin * bh))
     x2 = int(min(w, box[2] + margin * bw))
     y2 = int(min(h, box[3] + margin * bh))
-    return image[y1:y2, x1:x2].copy()
+    return image[y1:y2, x1:x2]
 
 
 @dataclass
@@ -84,8 +85,9 @@ class TrackRecord:
 
     def offer_crop(self, crop: np.ndarray, frame: int, box: Box, weight: float = 1.0) -> bool:
         q = weight * crop_quality(box, crop)
-        if q > self.best_quality:
-            self.best_quality, self.best_crop, self.best_frame, self.best_box = q, crop, frame, box
+        if q > self.best_quality:  # copy only the keeper: the frame buffer is reused
+            self.best_quality, self.best_crop = q, crop.copy()
+            self.best_frame, self.best_box = frame, box
             return True
         return False
 

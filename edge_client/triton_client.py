@@ -20,6 +20,7 @@ from ensemble.contracts import (
     PlateRead,
 )
 from ensemble.preprocess import letterbox
+from ensemble.server import ACCESS_KEY_ENV, ACCESS_KEY_HEADER
 
 from .shm import SystemShmInput
 
@@ -28,9 +29,8 @@ class InferenceError(RuntimeError):
     """The server refused or failed a request; ``str()`` carries the server's message."""
 
 
-ACCESS_KEY_ENV = "OVR_ALPR_TRITON_KEY"  # shared secret sent as the access-key header
 # Triton checks gRPC restricted-protocol headers under a "triton-grpc-protocol-" prefix.
-ACCESS_KEY_HEADER = "triton-grpc-protocol-x-alpr-key"
+GRPC_ACCESS_HEADER = f"triton-grpc-protocol-{ACCESS_KEY_HEADER}"
 UNAVAILABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
 log = logging.getLogger("ovr_alpr.triton")
 
@@ -52,7 +52,7 @@ class TritonEndpoint:
 def access_headers() -> dict[str, str]:
     """The access-key header when ``OVR_ALPR_TRITON_KEY`` is set (never logged)."""
     key = os.environ.get(ACCESS_KEY_ENV)
-    return {ACCESS_KEY_HEADER: key} if key else {}
+    return {GRPC_ACCESS_HEADER: key} if key else {}
 
 
 def _bytes_tensor(name: str, payloads: Sequence[bytes]) -> grpcclient.InferInput:

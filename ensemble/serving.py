@@ -24,6 +24,7 @@ from .contracts import (
     MAX_IMAGE_SIDE,
     MAX_PLATES,
     MAX_TEXT,
+    PLATE_ALPHABET,
     REC_HEIGHT,
     REC_WIDTH,
     InputError,
@@ -35,8 +36,10 @@ from .engines import (
     VehicleDetector,
     YoloPlateProposer,
     crops_for,
+    session,
 )
 from .image_io import decode_image
+from .preprocess import rec_crop
 from .yolo import pad_detections
 
 log = logging.getLogger("ovr_alpr.serving")
@@ -199,8 +202,6 @@ class PlateOcrService:
         if (image is None) == (crops is None):
             raise InputError("send exactly one of PLATE_IMAGE or PLATE_CROPS (+ PLATE_COUNT)")
         if image is not None:
-            from .preprocess import rec_crop
-
             rows = _rows(image, "PLATE_IMAGE")
             out = []
             for row in rows:
@@ -319,8 +320,6 @@ def build_plate_ocr(
         raise ValueError(
             f"plate_ocr engine {engine!r} is not available in this build; use 'onnxruntime'"
         )
-    from .contracts import PLATE_ALPHABET
-
     reader = PlateReader(
         version_dir(args) / p.get("rec_file", "ppocr_rec.onnx"),
         threads=_threads(p),
@@ -335,8 +334,6 @@ class RawNetService:
     Python backend exists, so the BLS variant is testable on any machine."""
 
     def __init__(self, path: Path, threads: int | None, input_name: str, output_name: str) -> None:
-        from .engines import session
-
         self.sess = session(path, threads)
         self.input_name, self.output_name = input_name, output_name
 

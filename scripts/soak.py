@@ -32,13 +32,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "tests"))
 
 from demo import start_redis  # noqa: E402
-from test_hostile import tree_rss_mb  # noqa: E402
 
 from edge_client.demo_video import generate  # noqa: E402
-from ensemble.server_process import free_port, start_triton  # noqa: E402
+from ensemble.server_process import free_port, start_triton, tree_rss_mb  # noqa: E402
 
 METRIC = re.compile(r"^(alpr_[a-z_]+)\{([^}]*)\} ([0-9.e+-]+)$")
 

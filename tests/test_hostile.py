@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import os
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 from edge_client.config import ConfigError, EdgeConfig, parse_config
 from edge_client.crops import safe_name
 from edge_client.sinks import mqtt_topic
+from ensemble.server_process import tree_rss_mb
 
 GOOD_JPEG = jpeg(render_vehicle("AB123CD")[0])
 GOOD_PNG = png(render_plate("AB123CD"))
@@ -63,29 +62,6 @@ def corpus(n: int, seed: int = 0) -> list[bytes]:
             w, h = (int(x) for x in rng.integers(9000, 65535, 2))
             out.append(with_declared_size(GOOD_JPEG if rng.random() < 0.5 else GOOD_PNG, w, h))
     return out
-
-
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (Triton + its stub processes)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
-        stack += children.get(p, [])
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
 
 
 def _bytes_request(url: str, model: str, name: str, payload: bytes) -> str | None:

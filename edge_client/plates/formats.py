@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..yaml_file import read_yaml
 
 __all__ = [
     "DEFAULT_FORMATS_PATH",
@@ -145,15 +146,7 @@ def load_formats(path: Path | None = None) -> dict[str, list[PlateFormat]]:
     """Read and validate the formats file (default: the repository's
     ``config/plate_formats.yaml``); ``ValueError`` names the bad entry."""
     path = DEFAULT_FORMATS_PATH if path is None else Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"cannot read plate formats {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path} is not valid YAML: {exc}") from None
-    return _parse(data, str(path))
+    return _parse(read_yaml(path, "plate formats"), str(path))
 
 
 def select(all_formats: dict[str, list[PlateFormat]], regions: Sequence[str]) -> list[PlateFormat]:
