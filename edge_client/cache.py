@@ -60,6 +60,7 @@ from edge_client.cache_admin import list_cameras, namespace_stats, purge_namespa
 from edge_client.cache_keys import (
     TrackState,
     box_json,
+    camera_status,
     check_camera,
     num,
     plate_id,
@@ -274,6 +275,23 @@ class TrackCache(RedisLink):
                     )
                     return [s for s in states if s is not None]
             return self._local.list(camera, limit)
+
+    def heartbeat(self, camera: str, fields: dict[str, str | int | float], ttl_s: int) -> bool:
+        """Publish the camera's status hash (read by the gate dashboard). Best effort: not
+        buffered while Redis is down (a stale heartbeat is worthless)."""
+        key = camera_status(camera)
+        with self._lock:
+            if not self._usable():
+                return False
+            try:
+                pipe = self._r.pipeline(transaction=True)
+                pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
+                pipe.expire(key, ttl_s)
+                pipe.execute()
+                return True
+            except redis.RedisError as exc:
+                self._down(exc)
+                return False
 
     def cameras(self) -> list[str]:
         """Cameras with a track index in Redis. Raises :class:`CacheUnavailable`."""

@@ -65,6 +65,11 @@ def plate_claim(camera: str, plate: str) -> str:
     return f"{PREFIX}:{check_camera(camera)}:plate:{plate_id(plate)}"
 
 
+def camera_status(camera: str) -> str:
+    """A camera's heartbeat hash (fps, frames, events, updated_at), expiring when stale."""
+    return f"{PREFIX}:{check_camera(camera)}:status"
+
+
 def camera_of_index(key: str) -> str | None:
     """``alpr:{camera}:tracks`` -> camera, anything else -> None."""
     parts = key.split(":")

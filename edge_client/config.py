@@ -81,6 +81,44 @@ class Roi(Strict):
         return self
 
 
+Point = tuple[Annotated[float, Field(ge=0, le=1)], Annotated[float, Field(ge=0, le=1)]]
+
+
+class Zone(Strict):
+    """A camera's gate zone, in fractions of the frame: where vehicles are tracked and
+    read, a counting line that tells entries from exits, and how cheap empty frames are."""
+
+    polygon: list[Point] = Field(
+        min_length=3, description="zone outline [[x, y], ...]; a vehicle is in it by box centre"
+    )
+    line: tuple[Point, Point] | None = Field(
+        None, description="counting line [[x1, y1], [x2, y2]]; crossing it sets the direction"
+    )
+    entry: Literal["down", "up", "left", "right"] = Field(
+        "down", description="image direction of motion across the line that counts as entry"
+    )
+    idle_every: int = Field(
+        3, ge=1, le=100,
+        description="with no vehicle in the zone, run the detector on one frame in N",
+    )  # fmt: skip
+    crop_detection: bool = Field(
+        True, description="send only the zone's bounding box to the detector"
+    )
+    vehicle_events: bool = Field(
+        True, description="emit a `vehicle` event (direction, dwell) when a zone track ends"
+    )
+
+    @model_validator(mode="after")
+    def _not_degenerate(self) -> Zone:
+        xs = [p[0] for p in self.polygon]
+        ys = [p[1] for p in self.polygon]
+        if max(xs) - min(xs) <= 0 or max(ys) - min(ys) <= 0:
+            raise ValueError("zone polygon has no area")
+        if self.line is not None and self.line[0] == self.line[1]:
+            raise ValueError("zone line needs two distinct points")
+        return self
+
+
 class Thresholds(Strict):
     detection: float = Field(0.35, gt=0, le=1, description="minimum detector score to track")
     min_box_px: int = Field(48, ge=4, le=4096, description="minimum box height in px to read")
@@ -113,6 +151,13 @@ class Camera(Strict):
         640, description="detector input size (fixed by the model)"
     )
     roi: Roi = Field(default_factory=Roi)
+    zone: Zone | None = Field(None, description="gate zone: polygon, counting line, idle rate")
+    read_plates: bool = Field(
+        True, description="false for an overview camera: track and describe vehicles, no OCR"
+    )
+    colour: bool = Field(
+        True, description="name each vehicle's dominant colour (vehicles mode, best frame)"
+    )
     thresholds: Thresholds = Field(default_factory=Thresholds)
     tracking: Tracking = Field(default_factory=Tracking)
     regions: list[str] = Field(

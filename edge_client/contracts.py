@@ -119,12 +119,21 @@ class PlateEvent:
     votes: int
     crop_path: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # gate fields (schema v2; absent values are null)
+    kind: str = "plate"  # "plate": a plate was decided; "vehicle": a zone track ended
+    reported_at: float = 0.0  # wall-clock epoch seconds when the event was emitted
+    color: str | None = None  # dominant body colour (vehicles mode, best frame)
+    direction: str | None = None  # "entry" / "exit" (zone counting line or heading)
+    dwell_s: float | None = None  # time spent in the camera's zone so far
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["box"] = [round(float(v), 1) for v in self.box]
         d["confidence"] = round(float(self.confidence), 4)
         d["latency_ms"] = round(float(self.latency_ms), 1)
+        d["reported_at"] = round(float(self.reported_at), 3)
+        if self.dwell_s is not None:
+            d["dwell_s"] = round(float(self.dwell_s), 2)
         return d
 
 

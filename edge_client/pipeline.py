@@ -33,6 +33,8 @@ from .contracts import (
 )
 from .crops import save_crop
 from .detect import FrameDetector
+from .gate.colour import dominant_colour
+from .gate.zones import ZoneGeometry, ZoneTracker
 from .metrics import Metrics
 from .plates.formats import PlateFormat
 from .plates.voting import is_plausible, vote
@@ -57,6 +59,8 @@ class PipelineStats:
     no_plate: int = 0
     duplicates: int = 0
     read_failures: int = 0
+    idle_skipped: int = 0  # frames not sent to the detector: zone empty (``zone.idle_every``)
+    vehicle_events: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def fps(self) -> float:
@@ -107,6 +111,14 @@ class CameraPipeline:
         self._last_status = time.monotonic()
         self._last_cursor = 0.0
         self._last_frame = 0
+        self._zone_geo: ZoneGeometry | None = None
+        self._zones: ZoneTracker | None = None
+        self._zone_busy = True  # a vehicle (even a tentative one) is in the zone
+        self._seen_frames = 0
+        self._hb = (time.monotonic(), 0)  # last heartbeat (time, frames) for a recent fps
+        self.vehicle_events = (not cam.read_plates) or (
+            cam.zone is not None and cam.zone.vehicle_events
+        )
 
     # --- main loop ---------------------------------------------------------------
     def run(
@@ -160,6 +172,8 @@ class CameraPipeline:
         if now - self._last_cursor > 1.0:
             self._save_cursor()
             self._last_cursor = now
+        if now - self._hb[0] >= 2.0:
+            self._heartbeat(now, source)
         if now - self._last_status >= self.cfg.status_interval_s:
             self._last_status = now
             s = self.stats
@@ -171,6 +185,20 @@ class CameraPipeline:
                 s.duplicates, s.no_plate, self.worker.pending(),
             )  # fmt: skip
 
+    def _heartbeat(self, now: float, source: VideoSource) -> None:
+        """Camera status for the gate dashboard: recent fps, counters, liveness."""
+        t0, f0 = self._hb
+        fps = (self.stats.frames + self.stats.idle_skipped - f0) / max(1e-6, now - t0)
+        self._hb = (now, self.stats.frames + self.stats.idle_skipped)
+        s = self.stats
+        fields: dict[str, str | int | float] = {
+            "fps": round(fps, 2), "frames": s.frames, "idle_skipped": s.idle_skipped,
+            "dropped": source.stats.dropped, "tracks": s.tracks, "reads": s.reads,
+            "events": s.events, "mode": self.cam.mode, "read_plates": int(self.cam.read_plates),
+            "updated_at": round(time.time(), 3), "run_id": self.run_id,
+        }  # fmt: skip
+        self._cache("heartbeat", self.id, fields, 15)
+
     def _save_cursor(self) -> None:
         pending = [r.first_frame for r in self.book.values() if r.status is TrackStatus.PENDING]
         self.resume.save_cursor(min([*pending, self._last_frame]))
@@ -180,8 +208,19 @@ class CameraPipeline:
         if time.monotonic() < self._detect_backoff:
             return None
         t0 = time.monotonic()
+        image, (ox, oy) = frame.image, (0, 0)
+        if (
+            self._zone_geo is not None
+            and self.cam.zone is not None
+            and self.cam.zone.crop_detection
+        ):
+            x1, y1, x2, y2 = self._zone_geo.detect_rect()
+            image, (ox, oy) = np.ascontiguousarray(frame.image[y1:y2, x1:x2]), (x1, y1)
         try:
-            dets = self.detector.detect([frame.image])[0]
+            dets = self.detector.detect([image])[0]
+            if (ox or oy) and len(dets):
+                offset = np.array([ox, oy, ox, oy], np.float32)
+                dets = Detections(dets.boxes + offset, dets.scores, dets.classes, dets.labels)
         except Exception as exc:  # unreachable or failing server: keep decoding, back off
             self.stats.detect_errors += 1
             self.stats.detect_failures += 1
@@ -196,6 +235,18 @@ class CameraPipeline:
         return self._in_roi(dets, (frame.image.shape[0], frame.image.shape[1]))
 
     def _in_roi(self, dets: Detections, hw: tuple[int, int]) -> Detections:
+        if self._zone_geo is not None and len(dets):
+            geo = self._zone_geo
+            keep = np.array([geo.contains(tuple(map(float, b))) for b in dets.boxes], bool)
+            labels = tuple(lbl for lbl, k in zip(dets.labels, keep, strict=False) if k)
+            dets = Detections(dets.boxes[keep], dets.scores[keep], dets.classes[keep], labels)
+            self._zone_busy = bool(len(dets)) or (
+                self._zones is not None and self._zones.occupied()
+            )
+            return dets
+        if self._zone_geo is not None:
+            self._zone_busy = self._zones is not None and self._zones.occupied()
+            return dets
         roi = self.cam.roi
         if len(dets) == 0 or (roi.x1, roi.y1, roi.x2, roi.y2) == (0, 0, 1, 1):
             return dets
@@ -206,8 +257,29 @@ class CameraPipeline:
         labels = tuple(lbl for lbl, k in zip(dets.labels, keep, strict=False) if k)
         return Detections(dets.boxes[keep], dets.scores[keep], dets.classes[keep], labels)
 
+    def _zone_idle(self, frame: Frame) -> bool:
+        """With a zone and nothing in it, only one frame in ``idle_every`` is detected: an
+        empty gate is cheap, and any vehicle in the zone (moving or waiting at the
+        barrier) makes every frame count again. Detection, not motion, decides."""
+        zone = self.cam.zone
+        if zone is None:
+            return False
+        if self._zone_geo is None:
+            h, w = frame.image.shape[:2]
+            self._zone_geo = ZoneGeometry(zone, w, h)
+            self._zones = ZoneTracker(self._zone_geo, zone.entry)
+        self._seen_frames += 1
+        if self._zone_busy or zone.idle_every <= 1:
+            return False
+        return self._seen_frames % zone.idle_every != 0
+
     def _process(self, frame: Frame) -> bool:
         """Detect, track and schedule reads for one frame; False when detection failed."""
+        if self._zone_idle(frame):
+            self._last_frame = frame.index
+            self.stats.idle_skipped += 1
+            self.metrics.frames_dropped.labels(self.id, "zone_idle").inc()
+            return True
         dets = self._detect(frame)
         if dets is None:
             return False
@@ -220,10 +292,17 @@ class CameraPipeline:
         for tb in tracked:
             rec = self.book.get(tb.track_id) or self._new_track(tb, frame)
             rec.observe(tb, frame.index, frame.timestamp)
-            if rec.status is TrackStatus.PENDING:
+            if self._zones is not None:
+                self._zones.update(tb.track_id, tb.box, frame.timestamp)
+            if not self.cam.read_plates:
+                self._offer(rec, frame, tb)  # best frame for class/colour; no OCR
+            elif rec.status is TrackStatus.PENDING:
                 self._offer(rec, frame, tb)
                 if should_read(rec, self.thr, self.clock()):
                     self._submit(rec)
+        if self._zones is not None:
+            self._zones.frame_done({tb.track_id for tb in tracked}, frame.timestamp)
+            self._zone_busy = self._zone_busy or self._zones.occupied()
         for tid in self.tracker.removed():
             gone = self.book.get(tid)
             if gone is not None:
@@ -325,8 +404,8 @@ class CameraPipeline:
     # --- decisions -------------------------------------------------------------------
     def _close(self, rec: TrackRecord) -> None:
         """The tracker dropped the track: decide with what we have, or read it one last time."""
-        if rec.status is not TrackStatus.PENDING:
-            self.book.pop(rec.track_id, None)
+        if rec.status is not TrackStatus.PENDING or not self.cam.read_plates:
+            self._retire(rec)
             return
         rec.closing = True
         if rec.in_flight:
@@ -336,7 +415,7 @@ class CameraPipeline:
         elif rec.best_crop is not None and rec.age + 1 >= self.thr.stable_frames:
             self._submit(rec)
         else:
-            self.book.pop(rec.track_id, None)
+            self._retire(rec)
 
     def _decide(self, rec: TrackRecord) -> None:
         result = vote(rec.reads, self.formats, min_len=self.thr.min_plate_len)
@@ -347,7 +426,53 @@ class CameraPipeline:
         else:
             self._report(rec, result)
         if rec.closing:
-            self.book.pop(rec.track_id, None)
+            self._retire(rec)
+
+    def _retire(self, rec: TrackRecord) -> None:
+        """A track is done: forget it, and tell the gate where it went and for how long."""
+        self.book.pop(rec.track_id, None)
+        if self.vehicle_events and not rec.adopted and rec.age + 1 >= self.thr.stable_frames:
+            self._vehicle_event(rec)
+        if self._zones is not None:
+            self._zones.forget(rec.track_id)
+
+    def _zone_fields(self, rec: TrackRecord) -> tuple[str | None, float | None]:
+        if self._zones is None:
+            return None, None
+        st = self._zones.state(rec.track_id, rec.last_seen)
+        if st is None:
+            return None, None
+        return (st.direction.value if st.direction else None), st.dwell_s
+
+    def _colour(self, rec: TrackRecord) -> str | None:
+        """Dominant colour, once per track, on its best frame (vehicles mode only)."""
+        if not rec.color_done and self.cam.mode == "vehicles" and self.cam.colour:
+            rec.color_done = True
+            if rec.best_crop is not None:
+                rec.color = dominant_colour(rec.best_crop)
+        return rec.color
+
+    def _vehicle_event(self, rec: TrackRecord) -> None:
+        direction, dwell = self._zone_fields(rec)
+        event_id = f"{self.id}-{rec.key}-v{uuid.uuid4().hex[:6]}"
+        crop_path = None
+        if not self.cam.read_plates and rec.best_crop is not None:  # an overview camera's view
+            try:
+                crop_path = str(save_crop(self.cfg.output_dir, self.id, event_id, rec.best_crop))
+            except OSError as exc:
+                log.warning("camera %s: could not save crop: %s", self.id, exc)
+        now = self.clock()
+        event = PlateEvent(
+            event_id=event_id, camera=self.id, track_id=rec.key, plate=rec.plate,
+            raw_text="", confidence=rec.plate_confidence, region=None, format=None,
+            first_seen=rec.first_seen, last_seen=rec.last_seen, box=rec.best_box,
+            vehicle_class=rec.label, frame=rec.best_frame,
+            latency_ms=1000 * (now - rec.first_wall), votes=0, crop_path=crop_path,
+            kind="vehicle", reported_at=now, color=self._colour(rec), direction=direction,
+            dwell_s=dwell,
+        )  # fmt: skip
+        self.sinks.emit(event)
+        self.stats.vehicle_events += 1
 
     def _report(self, rec: TrackRecord, result: PlateResult) -> None:
         rec.status = TrackStatus.READ
@@ -371,13 +496,17 @@ class CameraPipeline:
                 crop_path = str(save_crop(self.cfg.output_dir, self.id, event_id, rec.best_crop))
             except OSError as exc:
                 log.warning("camera %s: could not save crop: %s", self.id, exc)
+        rec.plate, rec.plate_confidence = result.plate, result.confidence
+        direction, dwell = self._zone_fields(rec)
+        now = self.clock()
         event = PlateEvent(
             event_id=event_id, camera=self.id, track_id=rec.key, plate=result.plate,
             raw_text=result.raw_text, confidence=result.confidence, region=result.region,
             format=result.format, first_seen=rec.first_seen, last_seen=rec.last_seen,
             box=rec.best_box, vehicle_class=rec.label, frame=rec.best_frame,
-            latency_ms=1000 * (self.clock() - rec.first_wall), votes=result.votes,
-            crop_path=crop_path,
+            latency_ms=1000 * (now - rec.first_wall), votes=result.votes,
+            crop_path=crop_path, reported_at=now, color=self._colour(rec), direction=direction,
+            dwell_s=dwell,
         )  # fmt: skip
         self.sinks.emit(event)
         self.stats.events += 1

@@ -78,6 +78,10 @@ class TrackRecord:
     quality_at_last_read: float = 0.0
     adopted: bool = False  # matched to a vehicle reported before a restart
     closing: bool = False  # the tracker dropped it; decide as soon as its reads are in
+    plate: str = ""  # the reported plate (for the track's closing `vehicle` event)
+    plate_confidence: float = 0.0
+    color: str | None = None  # dominant colour, computed once on the best frame
+    color_done: bool = False
 
     def observe(self, tb: TrackedBox, frame: int, timestamp: float) -> None:
         self.last_seen, self.last_frame = timestamp, frame

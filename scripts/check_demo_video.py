@@ -86,12 +86,13 @@ def main() -> int:
         misreads: list[str] = []
         for f in plan[id(p)]:
             img, box = frames[f], p["boxes"][str(f)]
-            quads, _ = proposer.propose_many([img])[0]
+            props = proposer.propose_many([img])[0]
+            quads = props.quads
             boxes = np.concatenate([quads.min(1), quads.max(1)], 1) if len(quads) else []
             best = max(range(len(boxes)), key=lambda i: iou(boxes[i], box), default=None)
             text = "-"
             if best is not None and iou(boxes[best], box) > 0.3:
-                crops, _ = crops_for(img, quads[best : best + 1])
+                crops, _ = crops_for(img, quads[best : best + 1], props.line_quads()[best:][:1])
                 if len(crops):
                     found += 1
                     text = reader.read(crops)[0].text

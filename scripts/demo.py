@@ -5,9 +5,12 @@
    ground truth) into runs/demo/,
 2. starts tritonserver on the model repository and a private redis-server (when the
    binary exists; otherwise the client runs on its local buffer),
-3. runs `edge-client --camera demo` on the video and prints every event (JSON lines,
+3. starts the gate service (`alpr-gate`: access decisions, history, dashboard) on the
+   demo gate of config/gate.yaml, with its SQLite history under runs/demo/gate/,
+4. runs `edge-client --camera demo` on the video and prints every event (JSON lines,
    also in runs/demo/events.jsonl; crops under runs/demo/out/crops/),
-4. compares the events with the ground truth.
+5. prints the gate's decisions (allow / deny / unknown, with decision latency) and
+   compares the events with the ground truth. ``--dashboard`` keeps the dashboard up.
 
 ``--images A.jpg B.jpg`` instead reads still photographs through vehicle_detector and
 the `alpr` ensemble.
@@ -30,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 from edge_client.demo_video import generate  # noqa: E402
+from edge_client.gate.process import demo_gate_config, start_gate  # noqa: E402
 from ensemble.server_process import free_port, start_triton  # noqa: E402
 
 
@@ -51,7 +55,10 @@ def demo_config(out: Path, video: Path, triton_url: str, redis_url: str) -> Path
     base = yaml.safe_load((REPO / "config" / "edge.yaml").read_text())
     cam = base["cameras"]["demo"]
     cam["source"] = str(video)
-    cam["sinks"] = [{"type": "jsonl", "path": str(out / "events.jsonl")}]
+    cam["sinks"] = [
+        {"type": "jsonl", "path": str(out / "events.jsonl")},
+        {"type": "redis_stream", "stream": "alpr:events"},
+    ]
     cfg = {
         "triton": {"urls": [triton_url]},
         "redis": {"url": redis_url},
@@ -77,11 +84,29 @@ def video_demo(args: argparse.Namespace) -> int:
     redis_proc, redis_url = start_redis(Path(tempfile.mkdtemp(prefix="alpr-redis-")))
     print("starting tritonserver (model_repository/) ...", file=sys.stderr)
     server = start_triton(REPO / "model_repository", out / "tritonserver.log")
+    gate = None
+    decisions: list[dict[str, object]] = []
     try:
+        if redis_proc is not None:
+            shutil.rmtree(out / "gate", ignore_errors=True)
+            gate_cfg = demo_gate_config(out / "gate", redis_url, port=args.port)
+            gate = start_gate(gate_cfg, out / "gate" / "gate.log")
+            print(f"gate dashboard: {gate.url}/", file=sys.stderr)
         config = demo_config(out, video, server.grpc_url, redis_url)
         cmd = [str(BIN / "edge-client"), "--camera", "demo", "--config", str(config), "--fresh"]
         rc = subprocess.run(cmd).returncode
+        if gate is not None:
+            decisions = wait_decisions(out / "gate" / "decisions-demo_gate.jsonl", out)
+            if args.dashboard:
+                print(f"\ndashboard at {gate.url}/ - Ctrl-C to stop", file=sys.stderr)
+                try:
+                    while gate.alive():
+                        time.sleep(1)
+                except KeyboardInterrupt:
+                    pass
     finally:
+        if gate is not None:
+            gate.stop()
         server.stop()
         if redis_proc:
             redis_proc.terminate()
@@ -90,6 +115,7 @@ def video_demo(args: argparse.Namespace) -> int:
         if (out / "events.jsonl").exists()
         else []
     )
+    events = [e for e in events if e.get("kind", "plate") == "plate"]
     print("\n--- events ---")
     for e in events:
         print(
@@ -114,7 +140,32 @@ def video_demo(args: argparse.Namespace) -> int:
     missed, wrong = sorted(set(want) - set(got)), sorted(set(got) - set(want))
     print(f"\n{len(events)} events for {len(want)} plates; correct: {correct}; missed: {missed}; "
           f"wrong: {wrong}")  # fmt: skip
+    if decisions:
+        print("\n--- gate decisions (demo_gate; lists in config/gate.yaml) ---")
+        for d in decisions:
+            matched, label, way = d.get("matched") or "-", d.get("label") or "", d.get("direction")
+            print(
+                f"{d['plate']:>10}  {str(d['decision']).upper():<8} {matched:<14} {label:<20} "
+                f"direction={way or '-':<6} latency={d['latency_ms']:.0f} ms"
+            )
     return rc
+
+
+def wait_decisions(path: Path, out: Path, timeout_s: float = 10.0) -> list[dict[str, object]]:
+    """The gate's decisions once it has caught up with the client's plate events."""
+    events = out / "events.jsonl"
+    want = sum(
+        1 for x in (events.read_text().splitlines() if events.exists() else [])
+        if json.loads(x).get("kind", "plate") == "plate"
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    rows: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        rows = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+        if len(rows) >= want:
+            break
+        time.sleep(0.2)
+    return rows
 
 
 def image_demo(args: argparse.Namespace) -> int:
@@ -147,6 +198,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=Path, nargs="*", help="read these photographs instead")
     parser.add_argument("--seed", type=int, default=0, help="demo video seed")
+    parser.add_argument("--dashboard", action="store_true", help="keep the gate dashboard up")
+    parser.add_argument("--port", type=int, default=None, help="dashboard port (default: free)")
     args = parser.parse_args()
     return image_demo(args) if args.images else video_demo(args)
 

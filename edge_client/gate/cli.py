@@ -1,0 +1,78 @@
+"""`alpr-gate [--config config/gate.yaml] [--host H] [--port P]`: the gate service.
+
+Consumes the edge clients' Redis event stream, decides allow / deny / unknown per vehicle,
+publishes decisions (MQTT / webhook / JSONL), keeps the history database, and serves the
+operator dashboard and its API (OpenAPI at /openapi.json).
+
+Exit codes: 2 invalid configuration, 3 database unreachable. An unreachable Redis is not
+fatal: the dashboard and history stay up and the consumer retries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+EXIT_CONFIG, EXIT_DATABASE = 2, 3
+log = logging.getLogger("ovr_alpr.gate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="alpr-gate", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("config/gate.yaml"))
+    parser.add_argument("--host", help="override http.host")
+    parser.add_argument("--port", type=int, help="override http.port")
+    parser.add_argument("--database", help="override database.url")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    import redis
+    import uvicorn
+
+    from edge_client.config import ConfigError
+
+    from .config import load_gate_config
+    from .history import History, HistoryError
+    from .service import GateService
+    from .web import create_app
+
+    try:
+        cfg = load_gate_config(args.config)
+    except ConfigError as exc:
+        print(f"alpr-gate: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.database:
+        cfg = cfg.model_copy(
+            update={"database": cfg.database.model_copy(update={"url": args.database})}
+        )
+    db_password = os.environ.get(cfg.database.password_env) if cfg.database.password_env else None
+    try:
+        history = History(cfg.database.url, crops_dir=cfg.crops_dir, password=db_password)
+    except HistoryError as exc:
+        print(f"alpr-gate: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+    password = os.environ.get(cfg.redis.password_env) if cfg.redis.password_env else None
+    client = redis.Redis.from_url(
+        cfg.redis.url, password=password, socket_timeout=5, socket_connect_timeout=2
+    )
+    service = GateService(cfg, history, client).start()
+    app = create_app(service)
+    host, port = args.host or cfg.http.host, args.port or cfg.http.port
+    log.info("gate: dashboard on http://%s:%d/ (API: /openapi.json)", host, port)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        service.stop()
+        history.close()
+        client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
