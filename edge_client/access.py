@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -25,6 +25,10 @@ class Decision(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
     UNKNOWN = "unknown"
+
+
+def _utc(d: datetime) -> datetime:
+    return d.replace(tzinfo=UTC) if d.tzinfo is None else d
 
 
 class ListEntry(BaseModel):
@@ -64,13 +68,15 @@ class ListEntry(BaseModel):
     def _one_kind(self) -> ListEntry:
         if (self.plate is None) == (self.pattern is None):
             raise ValueError("an entry needs exactly one of `plate` or `pattern`")
-        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+        if self.valid_from and self.valid_until and _utc(self.valid_until) <= _utc(self.valid_from):
             raise ValueError("valid_until must be after valid_from")
         return self
 
     def active(self, at: datetime) -> bool:
-        return (self.valid_from is None or at >= self.valid_from) and (
-            self.valid_until is None or at < self.valid_until
+        """Naive times (entries or ``at``) are taken as UTC, so mixing never raises."""
+        at = _utc(at)
+        return (self.valid_from is None or at >= _utc(self.valid_from)) and (
+            self.valid_until is None or at < _utc(self.valid_until)
         )
 
 

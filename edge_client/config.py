@@ -155,7 +155,7 @@ class Camera(Strict):
     read_plates: bool = Field(
         True, description="false for an overview camera: track and describe vehicles, no OCR"
     )
-    colour: bool = Field(
+    vehicle_colour: bool = Field(
         True, description="name each vehicle's dominant colour (vehicles mode, best frame)"
     )
     thresholds: Thresholds = Field(default_factory=Thresholds)

@@ -446,7 +446,7 @@ class CameraPipeline:
 
     def _colour(self, rec: TrackRecord) -> str | None:
         """Dominant colour, once per track, on its best frame (vehicles mode only)."""
-        if not rec.color_done and self.cam.mode == "vehicles" and self.cam.colour:
+        if not rec.color_done and self.cam.mode == "vehicles" and self.cam.vehicle_colour:
             rec.color_done = True
             if rec.best_crop is not None:
                 rec.color = dominant_colour(rec.best_crop)

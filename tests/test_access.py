@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
-from edge_client.access import Decision, GateLists, decide, within_one_edit
+from edge_client.access import Decision, GateLists, ListEntry, decide, within_one_edit
 
 NOW = datetime(2026, 11, 21, 12, 0)
 LISTS = GateLists.model_validate(
@@ -83,3 +83,17 @@ def test_within_one_edit(a: str, b: str, d: int | None) -> None:
 def test_invalid_entries(entry: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         GateLists.model_validate({"allow": [entry]})
+
+
+@pytest.mark.parametrize(
+    ("entry_tz", "at_tz"), [(True, False), (False, True), (False, False), (True, True)],
+    ids=["aware-entry-naive-at", "naive-entry-aware-at", "both-naive", "both-aware"],
+)
+def test_naive_and_aware_times_mix_as_utc(entry_tz: bool, at_tz: bool) -> None:
+    from datetime import UTC, datetime
+
+    def t(h: int, aware: bool) -> datetime:
+        return datetime(2026, 5, 1, h, tzinfo=UTC if aware else None)
+
+    e = ListEntry(plate="AB12CDE", valid_from=t(8, entry_tz), valid_until=t(18, entry_tz))
+    assert [e.active(t(h, at_tz)) for h in (7, 8, 17, 18)] == [False, True, True, False]

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     host, port = args.host or cfg.http.host, args.port or cfg.http.port
     log.info("gate: dashboard on http://%s:%d/ (API: /openapi.json)", host, port)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
     finally:
         service.stop()
         history.close()

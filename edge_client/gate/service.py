@@ -303,11 +303,11 @@ class GateService:
                     log.info("gate: consuming %s as %s/%s", self.config.stream,
                              self.config.group, self.consumer)  # fmt: skip
                 start_id = "0" if pending_first else ">"
-                resp = self.redis.xreadgroup(
+                resp: Any = self.redis.xreadgroup(
                     self.config.group, self.consumer, {self.config.stream: start_id},
                     count=32, block=None if pending_first else 200,
                 )  # fmt: skip
-                entries = resp[0][1] if resp else []
+                entries: list[Any] = resp[0][1] if resp else []
                 if pending_first and not entries:
                     pending_first = False
                 failed = self._handle_entries(entries)
