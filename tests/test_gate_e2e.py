@@ -118,6 +118,16 @@ def test_demo_video_through_gate_dashboard(
                     ".filter(i => i.complete && i.naturalWidth > 0).length"
                 ) >= len(EXPECTED), 20, "crops loaded in the live view",
             )  # fmt: skip
+            # direction (counting line, entry = moving down = approaching) and dwell arrive
+            # with each plate's track-end event and complete its record
+            way = {p["plate"]: "entry" if p["direction"] == "approaching" else "exit"
+                   for p in truth["plates"]}  # fmt: skip
+
+            def directions() -> dict[str, str | None]:
+                items = gate.get("/api/records?gate=demo_gate&limit=100")["items"]
+                return {r["plate"]: r["direction"] for r in items}
+
+            wait_for(lambda: directions() == way, 20, f"directions {way}")
             cams = wait_css(driver, '#cameras .camera[data-camera="demo"]', 10)
             assert cams.get_attribute("data-status") in {"live", "stale"}
 

@@ -315,9 +315,11 @@ def test_expired_track_starts_a_new_record() -> None:
     (old,) = m.expire(200.0)
     r = m.add(plate(100.0, eid="b"))  # same plate-camera track, after its record closed
     assert r is not None and r.created and r.record.record_id != old.record_id
-    # A late vehicle event for the closed track has nothing to update once that closes too.
+    # A late vehicle event for the track completes its newest (closed) record.
     m.expire(300.0)
-    assert m.add(vehicle(100.0, "p1", camera=PLATE_CAM)) is None
+    late = m.add(vehicle(100.0, "p1", camera=PLATE_CAM))
+    assert late is not None and late.record.record_id == r.record.record_id
+    assert not late.created and not late.decide
 
 
 def test_open_record_cap_evicts_least_recently_updated() -> None:
@@ -329,8 +331,10 @@ def test_open_record_cap_evicts_least_recently_updated() -> None:
     evicted = m.expire(0.0)  # nothing is stale at t=0; only the evicted come back
     assert [r.plate for r in evicted] == ["PLATE0", "PLATE1"]
     assert m.expire(0.0) == []
-    # The evicted track's index entry is gone too: its vehicle event is ignored.
-    assert m.add(vehicle(100.0, "p0", camera=PLATE_CAM)) is None
+    # The evicted record still takes its track's late end event (no new record).
+    late = m.add(vehicle(100.0, "p0", camera=PLATE_CAM))
+    assert late is not None and late.record.plate == "PLATE0" and not late.created
+    assert len(m) == 3
 
 
 def test_seen_event_ids_are_bounded() -> None:
@@ -351,3 +355,27 @@ def test_rejects_bad_bounds(kw: dict[str, Any]) -> None:
     args: dict[str, Any] = {"window_s": WINDOW, **kw}
     with pytest.raises(ValueError, match="positive"):
         GateMerger("gate1", PLATE_CAM, OVERVIEW_CAM, **args)
+
+
+def test_track_end_after_expiry_still_completes_the_record() -> None:
+    """A car waits at the barrier (or the client is slow): its plate camera's track-end
+    event comes long after the record stopped merging, and still sets direction/dwell."""
+    m = merger(overview=None)
+    first = m.add(plate(100.0, track="t1", eid="p"))
+    assert first is not None and first.decide
+    (closed,) = m.expire(200.0)
+    assert closed.direction is None
+    late = m.add(vehicle(100.0, track="t1", colour=None, cls="", direction=Direction.EXIT,
+                         dwell=150.0, eid="v", camera=PLATE_CAM, reported=260.0))  # fmt: skip
+    assert late is not None and not late.decide and not late.created
+    assert (late.record.record_id, late.record.plate) == (closed.record_id, "AB12CDE")
+    assert (late.record.direction, late.record.dwell_s) == (Direction.EXIT, 150.0)
+    assert late.record.event_ids == ("p", "v")
+    again = vehicle(100.0, track="t1", eid="v2", camera=PLATE_CAM, reported=270.0)
+    assert m.add(again) is None  # completed once
+
+
+def test_plate_observation_carries_direction_and_dwell() -> None:
+    m = merger(overview=None)
+    r = m.add(plate(100.0, direction=Direction.ENTRY, dwell_s=1.5))
+    assert r is not None and (r.record.direction, r.record.dwell_s) == (Direction.ENTRY, 1.5)

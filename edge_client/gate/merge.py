@@ -18,7 +18,9 @@ Rules (``GateMerger.add``):
   plate and no overview yet (a repeat of an overview track updates its record), else opens
   an overview-only record that waits for a plate;
 - vehicle observation from the plate camera (its track ended): updates the record holding
-  that track (direction, dwell; class and colour only where still empty); ignored if none.
+  that track (direction, dwell; class and colour only where still empty), even after the
+  record closed (a car waiting at the barrier, a slow client: a bounded index of closed
+  records by track); ignored if none.
 
 The overview camera's class, colour and direction take precedence (it sees the whole
 vehicle), whichever arrives first; the plate camera's dwell takes precedence (it is
@@ -95,6 +97,11 @@ class GateMerger:
         self._overview_tracks: dict[str, str] = {}  # overview camera track id -> record id
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._evicted: list[VehicleRecord] = []
+        # closed records by plate-camera track: a track's end event (direction, dwell) can
+        # come long after its record stopped merging (a car waiting at the barrier, a slow
+        # client); it still completes the record
+        self._closed: OrderedDict[str, _Open] = OrderedDict()
+        self._max_closed = max_open
 
     def __len__(self) -> int:
         return len(self._open)
@@ -149,6 +156,10 @@ class GateMerger:
             plate_camera=obs.camera,
             crop_path=obs.crop_path,
         )
+        if obs.direction is not None and not entry.overview_direction:
+            rec = rec.with_(direction=obs.direction)
+        if obs.dwell_s is not None:
+            rec = rec.with_(dwell_s=obs.dwell_s)
         if not rec.vehicle_class:
             rec = rec.with_(vehicle_class=obs.vehicle_class)
         if rec.color is None:
@@ -189,7 +200,18 @@ class GateMerger:
         rid = self._plate_tracks.get(obs.track_id)
         entry = self._open.get(rid) if rid is not None else None
         if entry is None:
-            return None
+            entry = self._closed.pop(obs.track_id, None)
+            if entry is None:
+                return None
+            entry.record = self._complete(entry, obs).with_(
+                event_ids=(*entry.record.event_ids, obs.event_id)
+            )
+            return MergeResult(entry.record, created=False, decide=False)
+        return self._store(entry, self._complete(entry, obs), obs, created=False)
+
+    def _complete(self, entry: _Open, obs: Observation) -> VehicleRecord:
+        """A plate-camera track ended: its direction (unless the overview camera gave one),
+        dwell, and class/colour where still empty."""
         rec = entry.record
         changes: dict[str, object] = {}
         if obs.direction is not None and not entry.overview_direction:
@@ -200,7 +222,7 @@ class GateMerger:
             changes["vehicle_class"] = obs.vehicle_class
         if obs.color and rec.color is None:
             changes["color"] = obs.color
-        return self._store(entry, rec.with_(**changes), obs, created=False)
+        return rec.with_(**changes)
 
     # --- output --------------------------------------------------------------------------
     def update(self, record: VehicleRecord) -> bool:
@@ -258,6 +280,10 @@ class GateMerger:
 
     def _close(self, record_id: str) -> _Open:
         entry = self._open.pop(record_id)
+        if entry.plate_track is not None:
+            self._closed[entry.plate_track] = entry
+            while len(self._closed) > self._max_closed:
+                self._closed.popitem(last=False)
         self._forget_tracks(self._plate_tracks, entry.plate_track, record_id)
         self._forget_tracks(self._overview_tracks, entry.overview_track, record_id)
         return entry
