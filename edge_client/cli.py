@@ -55,9 +55,10 @@ def build_pipeline(
     cam = cfg.cameras[camera_id]
     endpoint = TritonEndpoint(triton_url, cfg.triton.timeout_s, fallbacks=tuple(cfg.triton.urls))
     det_client, read_client = AlprClient(endpoint), AlprClient(endpoint)
+    formats = select(load_formats(), cam.regions)
     if cam.mode == "vehicles":
         detector: VehicleFrameDetector | PlateFrameDetector = VehicleFrameDetector(det_client)
-        reader = alpr_batch_reader(read_client)
+        reader = alpr_batch_reader(read_client, formats)  # format-aware choice, top-k
     else:
         detector = PlateFrameDetector(det_client)
         reader = plate_batch_reader(read_client)
@@ -79,7 +80,6 @@ def build_pipeline(
         cfg.redis.url, password=password, socket_timeout=0.5, socket_connect_timeout=0.5
     )
     sinks = build_sinks(cam.sinks, camera=camera_id, redis_client=raw, output_dir=cfg.output_dir)
-    formats = select(load_formats(), cam.regions)
     resume = ResumeState(raw, camera_id, cam.source, cfg.redis.track_ttl_s)
     return CameraPipeline(
         camera_id, cam, cfg, detector=detector, tracker=tracker, worker=worker.start(),

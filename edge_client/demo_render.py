@@ -146,7 +146,10 @@ def _paint(img: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], in
 def render_plate(
     display: str, style: PlateStyle, rng: np.random.Generator, font: str
 ) -> np.ndarray:
-    """The plate as a BGR texture TEX_HEIGHT px tall (aspect from ``style.size_mm``)."""
+    """The plate as a BGR texture TEX_HEIGHT px tall (aspect from ``style.size_mm``).
+
+    ``display`` with line breaks (``"AB12\nCDE"``) prints a multi-row plate (motorcycle,
+    square rear plates): the text box is split into equal rows with a small gap."""
     h = TEX_HEIGHT
     w = round(h * style.size_mm[0] / style.size_mm[1])
     img = np.empty((h, w, 3), np.uint8)
@@ -180,8 +183,13 @@ def render_plate(
         cv2.ellipse(grime, c, ax, float(rng.uniform(0, 180)), 0, 360, (90, 100, 110), -1)
         cv2.addWeighted(grime, float(rng.uniform(0.05, 0.15)), img, 1.0, 0, img)
     x1, y1, x2, y2 = style.text_box
-    box = (round(x1 * w), round(y1 * h), round(x2 * w), round(y2 * h))
-    _paint(img, text_mask(display, 120, font), box, style.ink)
+    rows = display.split("\n")
+    row_h = (y2 - y1) / (len(rows) + 0.15 * (len(rows) - 1))  # rows and gaps fill the box
+    for k, row in enumerate(rows):
+        top = y1 + k * 1.15 * row_h
+        bottom = y2 if k == len(rows) - 1 else top + row_h
+        box = (round(x1 * w), round(top * h), round(x2 * w), round(bottom * h))
+        _paint(img, text_mask(row, 120, font), box, style.ink)
     cv2.rectangle(img, (1, 1), (w - 2, h - 2), (30, 30, 30), max(2, h // 45), cv2.LINE_AA)
     return img
 

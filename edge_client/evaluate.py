@@ -15,7 +15,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -23,9 +23,9 @@ import numpy as np
 
 from ensemble.contracts import Box, PlateRead
 from ensemble.image_io import encode_jpeg
-from ensemble.plates import best_plate
 
-from .contracts import Read
+from .contracts import PlateResult, Read
+from .plates.choose import choose
 from .plates.formats import PlateFormat
 from .plates.voting import vote
 from .triton_client import AlprClient
@@ -103,22 +103,32 @@ def read_photo(
     for reads, (ox, oy) in zip(client.read_plates(crops), origins, strict=True):
         for r in reads:
             b = r.box
-            out.append(PlateRead(Box(b.x1 + ox, b.y1 + oy, b.x2 + ox, b.y2 + oy), r.det_score,
-                                 r.text, r.confidence, r.char_confidences))  # fmt: skip
+            out.append(replace(r, box=Box(b.x1 + ox, b.y1 + oy, b.x2 + ox, b.y2 + oy)))
     return out
 
 
+def decide(
+    reads: Sequence[PlateRead], formats: Sequence[PlateFormat], *, top_k: bool = True
+) -> tuple[PlateResult | None, PlateRead | None]:
+    """The client's post-processing of one image's candidates: the plate among them and
+    its best hypothesis (``choose``: plate-likeness, format fit, top-k rescoring with
+    ``top_k``), then voting and regional-format correction. Returns (the result, the read
+    it came from); (None, None) when no candidate is plate-like."""
+    choice = choose(reads, formats, top_k=top_k)
+    if choice is None:
+        return None, None
+    read = Read(choice.text, choice.read.confidence, choice.char_confidences)
+    return vote([read], formats), choice.read
+
+
 def evaluate_photo(
-    client: AlprClient, folder: Path, label: Label, formats: list[PlateFormat]
+    client: AlprClient, folder: Path, label: Label, formats: Sequence[PlateFormat]
 ) -> tuple[ImageResult, np.ndarray | None]:
     data = (folder / label.image).read_bytes()
     t0 = time.perf_counter()
     frame = decode(data)
     reads = read_photo(client, data, frame)
-    best = best_plate(reads)
-    result = (
-        vote([Read(best.text, best.confidence, best.char_confidences)], formats) if best else None
-    )
+    result, best = decide(reads, formats)
     ms = 1000 * (time.perf_counter() - t0)
     text = result.plate if result else (best.text if best else "")
     found = any(r.box.iou(label.box) >= 0.5 for r in reads)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from ensemble.plates import best_plate
 
 from .contracts import Read
+from .plates.choose import choose
+from .plates.formats import PlateFormat
 from .plates.normalize import normalize
 from .triton_client import AlprClient, InferenceError
 
@@ -44,12 +46,25 @@ class ReadOutcome:
 BatchReader = Callable[[Sequence[bytes]], list[tuple[str, float, tuple[float, ...]]]]
 
 
-def alpr_batch_reader(client: AlprClient) -> BatchReader:
-    """Vehicle crops through the ``alpr`` ensemble; the most plate-like candidate wins."""
+def alpr_batch_reader(
+    client: AlprClient, formats: Sequence[PlateFormat] | None = None
+) -> BatchReader:
+    """Vehicle crops through the ``alpr`` ensemble; the most plate-like candidate wins.
+    With the camera's ``formats``, the candidate is chosen with them in mind and top-k
+    rescored with its runner-up characters (``plates.choose``); its best hypothesis is
+    what the track votes with."""
 
     def read(jpegs: Sequence[bytes]) -> list[tuple[str, float, tuple[float, ...]]]:
-        out = []
-        for reads in client.read_plates(jpegs):
+        out: list[tuple[str, float, tuple[float, ...]]] = []
+        for reads in client.read_plates(jpegs, alternatives=bool(formats)):
+            if formats:
+                choice = choose(reads, formats)
+                out.append(
+                    (choice.text, choice.read.confidence, choice.char_confidences)
+                    if choice
+                    else ("", 0.0, ())
+                )
+                continue
             best = best_plate(reads)
             out.append(
                 (best.text, best.confidence, best.char_confidences) if best else ("", 0.0, ())

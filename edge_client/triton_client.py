@@ -12,6 +12,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from ensemble.contracts import (
+    ALT_OUTPUTS,
     COCO_VEHICLE_CLASSES,
     DET_SIZE,
     MAX_TEXT,
@@ -68,25 +69,40 @@ def _tensor(name: str, arr: np.ndarray, dtype: str) -> grpcclient.InferInput:
     return t
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def parse_plates(result: grpcclient.InferResult) -> list[list[PlateRead]]:
-    """Turn an ``alpr`` (or plate_detector + plate_ocr) result into PlateReads per image."""
+    """Turn an ``alpr`` (or plate_detector + plate_ocr) result into PlateReads per image;
+    the optional runner-up outputs (``PLATE_ALT_*``) fill ``alternatives`` when present."""
     boxes = result.as_numpy("PLATE_BOXES")
     scores = result.as_numpy("PLATE_SCORES")
     counts = result.as_numpy("PLATE_COUNT")
     texts = result.as_numpy("PLATE_TEXT")
     confs = result.as_numpy("PLATE_CONFIDENCE")
     chars = result.as_numpy("PLATE_CHAR_CONFIDENCES")
+    alt_texts = result.as_numpy("PLATE_ALT_TEXT")
+    alt_confs = result.as_numpy("PLATE_ALT_CONFIDENCES")
     out = []
     for i in range(len(counts)):
         reads = []
         for k in range(int(counts[i][0])):
-            text = texts[i][k].decode() if isinstance(texts[i][k], bytes) else str(texts[i][k])
-            cc = tuple(float(c) for c in chars[i][k][: min(len(text), MAX_TEXT)])
+            text = _text(texts[i][k])
+            n = min(len(text), MAX_TEXT)
+            cc = tuple(float(c) for c in chars[i][k][:n])
+            alts = ""
+            ac: tuple[float, ...] = ()
+            if alt_texts is not None and alt_confs is not None:
+                got = _text(alt_texts[i][k])
+                if len(got) == len(text) <= MAX_TEXT:  # else unusable: ignore
+                    alts, ac = got, tuple(float(c) for c in alt_confs[i][k][: len(got)])
             reads.append(
                 PlateRead(
-                    Box(*map(float, boxes[i][k])), float(scores[i][k]), text, float(confs[i][k]), cc
+                    Box(*map(float, boxes[i][k])), float(scores[i][k]), text, float(confs[i][k]),
+                    cc, alts, ac,
                 )
-            )
+            )  # fmt: skip
         out.append(reads)
     return out
 
@@ -186,14 +202,18 @@ class AlprClient:
             )  # fmt: skip
         return out
 
-    def read_plates(self, images: Sequence[bytes]) -> list[list[PlateRead]]:
-        """Run the ``alpr`` ensemble on encoded vehicle crops (or frames)."""
-        res = self._infer(
-            "alpr",
-            [_bytes_tensor("IMAGE", images)],
-            ["PLATE_BOXES", "PLATE_SCORES", "PLATE_COUNT", "PLATE_TEXT", "PLATE_CONFIDENCE",
-             "PLATE_CHAR_CONFIDENCES"],
-        )  # fmt: skip
+    def read_plates(
+        self, images: Sequence[bytes], *, alternatives: bool = True
+    ) -> list[list[PlateRead]]:
+        """Run the ``alpr`` ensemble on encoded vehicle crops (or frames). With
+        ``alternatives`` (default), also ask for each character's runner-up (optional
+        outputs ``PLATE_ALT_TEXT`` / ``PLATE_ALT_CONFIDENCES``; turn it off for a server
+        whose models predate them)."""
+        outputs = ["PLATE_BOXES", "PLATE_SCORES", "PLATE_COUNT", "PLATE_TEXT",
+                   "PLATE_CONFIDENCE", "PLATE_CHAR_CONFIDENCES"]  # fmt: skip
+        if alternatives:
+            outputs += ALT_OUTPUTS
+        res = self._infer("alpr", [_bytes_tensor("IMAGE", images)], outputs)
         return parse_plates(res)
 
     def detect_plates(self, images: Sequence[bytes]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -18,6 +18,10 @@ MAX_PLATES = 8  # plate candidates per image (padded; PLATE_COUNT says how many)
 REC_HEIGHT = 48  # PP-OCR recogniser input height
 REC_WIDTH = 320  # fixed recogniser width: plates are at most ~6.7:1 at this size
 MAX_TEXT = 24  # per-character confidence slots per plate (padded with 0)
+# Optional plate_ocr / alpr outputs (returned only to clients that request them): per
+# character the recogniser's runner-up character (PLATE_ALT_TEXT, aligned with PLATE_TEXT)
+# and its probability (PLATE_ALT_CONFIDENCES [8, 24], padded with 0).
+ALT_OUTPUTS = ("PLATE_ALT_TEXT", "PLATE_ALT_CONFIDENCES")
 PLATE_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # --- input limits (bad input gets an error, not an OOM) ----------------------------
@@ -65,10 +69,14 @@ class Detection:
 
 @dataclass(frozen=True)
 class PlateRead:
-    """One plate candidate read by the ``alpr`` ensemble."""
+    """One plate candidate read by the ``alpr`` ensemble. ``alternatives`` /
+    ``alt_confidences``: each character's runner-up and its probability (empty when the
+    client did not ask for them)."""
 
     box: Box
     det_score: float
     text: str
     confidence: float
     char_confidences: tuple[float, ...]
+    alternatives: str = ""
+    alt_confidences: tuple[float, ...] = ()

@@ -4,6 +4,11 @@ The recogniser scores ~18.7k symbols. Plates use a small alphabet, so its probab
 are folded onto that alphabet before decoding: upper and lower case of a letter add up,
 every symbol outside the alphabet (punctuation, spaces, other scripts) joins the CTC
 blank, so separators and plate-frame marks vanish instead of becoming wrong letters.
+
+Besides the best path, decoding reports for every output character its runner-up: the most
+probable other character of the alphabet (never the blank) at the time step where that
+character peaks, with its probability. Clients rescore plates with these (top-k
+substitutions checked against regional formats, ``edge_client.plates.formats.rescore``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ class CtcResult:
     text: str
     confidence: float
     char_confidences: tuple[float, ...]
+    alternatives: str = ""  # per character, the runner-up character at its peak
+    alt_confidences: tuple[float, ...] = ()  # ... and its probability there
 
 
 def recogniser_symbols(character_metadata: str) -> list[str]:
@@ -49,17 +56,43 @@ def fold(probs: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return probs @ matrix
 
 
+def runner_up(folded_t: np.ndarray, chosen: int) -> tuple[int, float]:
+    """The most probable alphabet column at one time step other than ``chosen`` and the
+    blank (column 0): (column, probability); (chosen, 0.0) when there is none."""
+    if folded_t.shape[0] < 3:
+        return chosen, 0.0
+    row = folded_t.astype(np.float64, copy=True)
+    row[0] = row[chosen] = -1.0
+    alt = int(row.argmax())
+    return alt, float(folded_t[alt])
+
+
 def greedy_decode(folded: np.ndarray, alphabet: str = PLATE_ALPHABET) -> list[CtcResult]:
-    """Best-path CTC decoding of folded probabilities [N, T, 1 + |alphabet|]."""
+    """Best-path CTC decoding of folded probabilities [N, T, 1 + |alphabet|].
+
+    A character's confidence is its probability at the first step of its run (as before);
+    its runner-up comes from the step of the run where the character is most probable."""
     best = folded.argmax(axis=2)
     prob = folded.max(axis=2)
     results = []
-    for idx, p in zip(best, prob, strict=True):
+    for row, idx, p in zip(folded, best, prob, strict=True):
         keep = np.ones(len(idx), bool)
         keep[1:] = idx[1:] != idx[:-1]
-        keep &= idx != 0
-        chars = "".join(alphabet[i - 1] for i in idx[keep])
-        confs = tuple(float(c) for c in p[keep])
+        starts = np.flatnonzero(keep)
+        ends = [*starts[1:], len(idx)]
+        chars, confs, alts, alt_confs = [], [], [], []
+        for start, end in zip(starts, ends, strict=True):
+            col = int(idx[start])
+            if col == 0:
+                continue
+            peak = start + int(p[start:end].argmax())
+            alt, alt_p = runner_up(row[peak], col)
+            chars.append(alphabet[col - 1])
+            confs.append(float(p[start]))
+            alts.append(alphabet[alt - 1])
+            alt_confs.append(alt_p)
         conf = float(np.mean(confs)) if confs else 0.0
-        results.append(CtcResult(chars, conf, confs))
+        results.append(
+            CtcResult("".join(chars), conf, tuple(confs), "".join(alts), tuple(alt_confs))
+        )
     return results

@@ -24,7 +24,7 @@ from .contracts import (
     REC_WIDTH,
     InputError,
 )
-from .preprocess import Letterbox, letterbox, rec_crop, rec_input
+from .preprocess import Letterbox, letterbox, rec_crop, rec_crop_lines, rec_input
 
 RawNet = Callable[[np.ndarray], np.ndarray]  # float32 [B, 3, S, S] -> [B, 4 + classes, anchors]
 
@@ -122,8 +122,8 @@ class PlateProposer:
         self.input_name = self.sess.get_inputs()[0].name
         self.params = params or text_det.DBParams()
 
-    def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per image (quads [K,4,2], scores [K]); images of equal resized shape share a run."""
+    def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[text_det.Proposals]:
+        """Per image its plate candidates; images of equal resized shape share a run."""
         prepared = [text_det.det_resize(im, self.params) for im in images_bgr]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, (resized, _, _) in enumerate(prepared):
@@ -156,7 +156,7 @@ class YoloPlateProposer:
             path, threads=threads, score_threshold=score_threshold, classes=(0,)
         )
 
-    def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[text_det.Proposals]:
         size = self.detector.input_size
         boxed = [letterbox(im[..., ::-1], size)[0] for im in images_bgr]
         hws: list[tuple[int, int] | None] = [(im.shape[0], im.shape[1]) for im in images_bgr]
@@ -171,7 +171,7 @@ class YoloPlateProposer:
                 if len(boxes)
                 else np.zeros((0, 4, 2), np.float32)
             )
-            out.append((quads.astype(np.float32), scores))
+            out.append(text_det.Proposals.single(quads.astype(np.float32), scores))
         return out
 
 
@@ -199,12 +199,20 @@ class PlateReader:
         return results
 
 
-def crops_for(image_bgr: np.ndarray, quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rectified recogniser crops ([K', 48, 320, 3]) and the indices of the quads kept."""
+def crops_for(
+    image_bgr: np.ndarray, quads: np.ndarray, lines: Sequence[np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rectified recogniser crops ([K', 48, 320, 3]) and the indices of the quads kept.
+
+    ``lines``: per quad its text lines [L, 4, 2] (top first); a two-line candidate's crop
+    shows its lines side by side (:func:`ensemble.preprocess.rec_crop_lines`)."""
     crops, kept = [], []
     for i, q in enumerate(quads):
         try:
-            crops.append(rec_crop(image_bgr, q))
+            if lines is not None and len(lines[i]) > 1:
+                crops.append(rec_crop_lines(image_bgr, lines[i]))
+            else:
+                crops.append(rec_crop(image_bgr, q))
             kept.append(i)
         except InputError:
             continue

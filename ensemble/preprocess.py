@@ -61,6 +61,30 @@ def order_quad(points: np.ndarray) -> np.ndarray:
     return np.array([tl, tr, br, bl], dtype=np.float32)
 
 
+def rectify(image: np.ndarray, quad: np.ndarray, max_width: int = REC_WIDTH) -> np.ndarray:
+    """Warp a (possibly tilted) quadrilateral to REC_HEIGHT rows, keeping its aspect ratio
+    (width at most ``max_width``: wider text is condensed). Small regions are upscaled with
+    cubic interpolation, large ones area-averaged."""
+    q = order_quad(quad)
+    w = max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[3] - q[2]))
+    h = max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2]))
+    if w < 2 or h < 2:
+        raise InputError(f"plate region too small to read: {w:.0f}x{h:.0f} px")
+    target_w = int(min(max_width, max(1, round(REC_HEIGHT * w / h))))
+    dst = np.array([[0, 0], [target_w, 0], [target_w, REC_HEIGHT], [0, REC_HEIGHT]], np.float32)
+    m = cv2.getPerspectiveTransform(q, dst)
+    interp = cv2.INTER_CUBIC if h < REC_HEIGHT else cv2.INTER_AREA
+    return cv2.warpPerspective(
+        image, m, (target_w, REC_HEIGHT), flags=interp, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def _pad(text: np.ndarray) -> np.ndarray:
+    out = np.full((REC_HEIGHT, REC_WIDTH, 3), 128, dtype=np.uint8)
+    out[:, : text.shape[1]] = text
+    return out
+
+
 def rec_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     """Rectify a (possibly tilted) quadrilateral to a REC_HEIGHT x REC_WIDTH recogniser input.
 
@@ -68,21 +92,34 @@ def rec_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     with cubic interpolation) and the rest is padded with mid-grey, which the recogniser's
     normalisation maps to 0, as PaddleOCR pads.
     """
-    q = order_quad(quad)
-    w = max(np.linalg.norm(q[0] - q[1]), np.linalg.norm(q[3] - q[2]))
-    h = max(np.linalg.norm(q[0] - q[3]), np.linalg.norm(q[1] - q[2]))
-    if w < 2 or h < 2:
-        raise InputError(f"plate region too small to read: {w:.0f}x{h:.0f} px")
-    target_w = int(min(REC_WIDTH, max(1, round(REC_HEIGHT * w / h))))
-    dst = np.array([[0, 0], [target_w, 0], [target_w, REC_HEIGHT], [0, REC_HEIGHT]], np.float32)
-    m = cv2.getPerspectiveTransform(q, dst)
-    interp = cv2.INTER_CUBIC if h < REC_HEIGHT else cv2.INTER_AREA
-    warped = cv2.warpPerspective(
-        image, m, (target_w, REC_HEIGHT), flags=interp, borderMode=cv2.BORDER_REPLICATE
-    )
-    out = np.full((REC_HEIGHT, REC_WIDTH, 3), 128, dtype=np.uint8)
-    out[:, :target_w] = warped
-    return out
+    return _pad(rectify(image, quad))
+
+
+LINE_GAP = 8  # px of plate background between joined lines (each line brings its margins)
+
+
+def rec_crop_lines(image: np.ndarray, quads: np.ndarray) -> np.ndarray:
+    """One recogniser input for a plate printed on several lines (``quads`` [L, 4, 2], in
+    reading order, top line first): each line is rectified to the recogniser's height on
+    its own, and the lines are laid side by side, separated by ``LINE_GAP`` px of the
+    plate's background (median of the lines' top and bottom rows), so a single-line
+    recogniser reads ``TOP BOTTOM`` as one string. When the row is wider than REC_WIDTH
+    it is condensed horizontally to fit; the rest is padded as in :func:`rec_crop`.
+    """
+    if len(quads) == 1:
+        return rec_crop(image, quads[0])
+    parts = [rectify(image, q, max_width=2 * REC_WIDTH) for q in quads]
+    edges = np.concatenate([np.concatenate([p[0], p[-1]]) for p in parts])
+    fill = np.median(edges.reshape(-1, edges.shape[-1]), axis=0).astype(np.uint8)
+    gap = np.empty((REC_HEIGHT, LINE_GAP, parts[0].shape[2]), np.uint8)
+    gap[:] = fill
+    pieces = [parts[0]]
+    for part in parts[1:]:
+        pieces += [gap, part]
+    row = np.concatenate(pieces, axis=1)
+    if row.shape[1] > REC_WIDTH:
+        row = cv2.resize(row, (REC_WIDTH, REC_HEIGHT), interpolation=cv2.INTER_AREA)
+    return _pad(row)
 
 
 def rec_input(crops: np.ndarray) -> np.ndarray:

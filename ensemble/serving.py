@@ -175,14 +175,14 @@ class PlateDetectorService:
 
     def run(self, items: Sequence[Any]) -> list[Outputs]:
         out = []
-        for image, (quads, scores) in zip(items, self.proposer.propose_many(items), strict=True):
-            crops, kept = crops_for(image, quads)
-            boxes = text_det.quad_to_box(quads[kept])
+        for image, props in zip(items, self.proposer.propose_many(items), strict=True):
+            crops, kept = crops_for(image, props.quads, props.line_quads())
+            boxes = text_det.quad_to_box(props.quads[kept])
             n = len(kept)
             pb = np.zeros((MAX_PLATES, 4), np.float32)
             ps = np.zeros((MAX_PLATES,), np.float32)
             pc = np.full((MAX_PLATES, REC_HEIGHT, REC_WIDTH, 3), 128, np.uint8)
-            pb[:n], ps[:n], pc[:n] = boxes, scores[kept], crops
+            pb[:n], ps[:n], pc[:n] = boxes, props.scores[kept], crops
             row: Outputs = {"PLATE_BOXES": pb, "PLATE_SCORES": ps, "PLATE_CROPS": pc}
             row["PLATE_COUNT"] = np.array([n], np.int32)
             out.append(row)
@@ -232,18 +232,24 @@ class PlateOcrService:
         out, pos = [], 0
         for item in items:
             text = np.full((MAX_PLATES,), b"", dtype=object)
+            alt_text = np.full((MAX_PLATES,), b"", dtype=object)
             conf = np.zeros((MAX_PLATES,), np.float32)
             chars = np.zeros((MAX_PLATES, MAX_TEXT), np.float32)
+            alts = np.zeros((MAX_PLATES, MAX_TEXT), np.float32)
             for k in range(len(item)):
                 r = reads[pos + k]
                 text[k] = r.text.encode()
+                alt_text[k] = r.alternatives.encode()
                 conf[k] = r.confidence
                 cc = r.char_confidences[:MAX_TEXT]
                 chars[k, : len(cc)] = cc
+                ac = r.alt_confidences[:MAX_TEXT]
+                alts[k, : len(ac)] = ac
             pos += len(item)
             out.append(
-                {"PLATE_TEXT": text, "PLATE_CONFIDENCE": conf, "PLATE_CHAR_CONFIDENCES": chars}
-            )
+                {"PLATE_TEXT": text, "PLATE_CONFIDENCE": conf, "PLATE_CHAR_CONFIDENCES": chars,
+                 "PLATE_ALT_TEXT": alt_text, "PLATE_ALT_CONFIDENCES": alts}
+            )  # fmt: skip
         return out
 
 

@@ -61,15 +61,19 @@ def make_model(kind: str) -> type:
                     inputs[name] = None if tensor is None else tensor.as_numpy()
                 batch.append(inputs)
             responses = []
-            for reply in process(self.service, batch):
+            for request, reply in zip(requests, process(self.service, batch), strict=True):
                 if reply.error is not None or reply.outputs is None:
                     responses.append(
                         pb_utils.InferenceResponse(error=pb_utils.TritonError(reply.error or "?"))
                     )
                     continue
+                # only what the client asked for: optional outputs (e.g. PLATE_ALT_*) cost
+                # nothing for clients that do not request them
+                wanted = set(request.requested_output_names()) or set(reply.outputs)
                 tensors = [
                     pb_utils.Tensor(name, value.astype(self.output_dtypes[name], copy=False))
                     for name, value in reply.outputs.items()
+                    if name in wanted
                 ]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             return responses

@@ -65,3 +65,47 @@ def with_declared_size(data: bytes, width: int, height: int) -> bytes:
         b[16:24] = struct.pack(">II", width, height)
         return bytes(b)
     raise ValueError("not JPEG/PNG")
+
+
+def place_plate(
+    plate: np.ndarray,
+    *,
+    size: tuple[int, int] = (480, 640),
+    width: int = 240,
+    roll_deg: float = 0.0,
+    yaw: float = 0.0,
+    blur: float = 0.0,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A 'vehicle crop' (grey surround, coloured body) with ``plate`` warped into its lower
+    half: ``width`` px wide, rolled by ``roll_deg``, in perspective (``yaw``: relative
+    shortening of the right edge, e.g. 0.1), then Gaussian blur (sigma px) and sensor noise
+    (sigma grey levels). Returns (BGR image, plate box xywh)."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 90, np.uint8)
+    cv2.rectangle(img, (50, 60), (w - 50, h - 30), (140, 60, 40), -1)  # body
+    cv2.rectangle(img, (90, 90), (w - 90, 200), (70, 60, 55), -1)  # window
+    ph, pw = plate.shape[:2]
+    pw_out = width
+    ph_out = width * ph / pw
+    cx, cy = w / 2, h * 0.62 + ph_out / 2
+    half = np.array([pw_out / 2, ph_out / 2], np.float32)
+    local = np.array([[-1, -1], [1, -1 + yaw], [1, 1 - yaw], [-1, 1]], np.float32) * half
+    a = np.deg2rad(roll_deg)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]], np.float32)
+    dst = (local @ rot.T + [cx, cy]).astype(np.float32)
+    src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
+    m = cv2.getPerspectiveTransform(src, dst)
+    warped = cv2.warpPerspective(plate, m, (w, h), flags=cv2.INTER_AREA)
+    mask = cv2.warpPerspective(np.full((ph, pw), 255, np.uint8), m, (w, h), flags=cv2.INTER_AREA)
+    alpha = (mask.astype(np.float32) / 255)[..., None]
+    img = (img * (1 - alpha) + warped * alpha).astype(np.uint8)
+    if blur > 0:
+        img = cv2.GaussianBlur(img, (0, 0), blur)
+    if noise > 0:
+        img = (img + rng.normal(0, noise, img.shape)).clip(0, 255).astype(np.uint8)
+    x1, y1 = dst.min(axis=0)
+    x2, y2 = dst.max(axis=0)
+    return img, (int(x1), int(y1), int(x2 - x1), int(y2 - y1))

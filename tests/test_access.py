@@ -86,7 +86,8 @@ def test_invalid_entries(entry: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("entry_tz", "at_tz"), [(True, False), (False, True), (False, False), (True, True)],
+    ("entry_tz", "at_tz"),
+    [(True, False), (False, True), (False, False), (True, True)],
     ids=["aware-entry-naive-at", "naive-entry-aware-at", "both-naive", "both-aware"],
 )
 def test_naive_and_aware_times_mix_as_utc(entry_tz: bool, at_tz: bool) -> None:

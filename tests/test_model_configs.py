@@ -55,6 +55,10 @@ def test_shapes_match_contracts() -> None:
         3,
     ]
     assert dims(cfg["plate_ocr"], "PLATE_CHAR_CONFIDENCES") == [c.MAX_PLATES, c.MAX_TEXT]
+    for model in ("plate_ocr", "alpr"):  # the optional runner-up outputs
+        alt_text, alt_confs = c.ALT_OUTPUTS
+        assert dims(cfg[model], alt_text) == [c.MAX_PLATES]
+        assert dims(cfg[model], alt_confs) == [c.MAX_PLATES, c.MAX_TEXT]
 
 
 def test_ensemble_wiring_is_consistent() -> None:

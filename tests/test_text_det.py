@@ -34,24 +34,29 @@ def test_db_maps_back_to_source_scale() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rect", "kept"),
+    ("rect", "params", "rows"),
     [
-        ((100, 100, 120, 30), True),  # plate-like 4:1
-        ((100, 100, 30, 30), False),  # square (logo)
-        ((10, 10, 460, 12), False),  # very long thin line (14:1 after unclip... too flat)
-        ((100, 100, 16, 3), False),  # tiny
+        ((100, 100, 120, 30), P, [1]),  # plate-like 4:1
+        ((100, 100, 30, 30), P, []),  # square (logo)
+        # ... or a small two-row plate: read as two rows only, when halves are asked for
+        ((100, 100, 30, 30), DBParams(halves_aspect=(0.6, 2.0)), [2]),
+        ((10, 10, 460, 12), P, []),  # very long thin line (14:1 after unclip... too flat)
+        ((100, 100, 16, 3), P, []),  # tiny
     ],
 )
-def test_plate_candidates_geometry(rect: tuple[int, int, int, int], kept: bool) -> None:
-    quads, scores = db_boxes(prob_map([rect]), P, 1.0, 1.0)
-    cq, _ = plate_candidates(quads, scores, P, (320, 480), limit=8)
-    assert (len(cq) == 1) is kept
+def test_plate_candidates_geometry(
+    rect: tuple[int, int, int, int], params: DBParams, rows: list[int]
+) -> None:
+    quads, scores = db_boxes(prob_map([rect]), params, 1.0, 1.0)
+    props = plate_candidates(quads, scores, params, (320, 480), limit=8)
+    assert props.rows.tolist() == rows
+    assert props.quads.shape == (len(rows), 4, 2) and props.lines.shape == (len(rows), 2, 4, 2)
 
 
 def test_candidates_limited_and_ranked_by_size() -> None:
     rects = [(20, 20 + 35 * i, 60 + 10 * i, 20) for i in range(8)]
     quads, scores = db_boxes(prob_map(rects), P, 1.0, 1.0)
-    cq, _ = plate_candidates(quads, scores, P, (320, 480), limit=3)
+    cq = plate_candidates(quads, scores, P, (320, 480), limit=3).quads
     widths = [q[:, 0].max() - q[:, 0].min() for q in cq]
     assert len(cq) == 3 and widths == sorted(widths, reverse=True)
 

@@ -7,6 +7,10 @@ the mask demands the other kind (``0`` at a letter position becomes ``O``, ``S``
 position becomes ``5``) and keeps the format with the best score,
 ``weight * SUB_PENALTY ** substitutions`` (each substitution counts less at positions the
 recogniser was unsure of). The YAML schema is documented at the top of that file.
+
+``rescore`` goes one step further with the recogniser's runner-up characters (top-k): it
+tries substituting the least sure characters with their runner-ups, scores each hypothesis
+by its log-probability plus a bonus when a format fits it, and keeps the best.
 """
 
 from __future__ import annotations
@@ -23,12 +27,16 @@ from ..yaml_file import read_yaml
 __all__ = [
     "DEFAULT_FORMATS_PATH",
     "DIGIT_TO_LETTER",
+    "FIT_BONUS",
     "LETTER_TO_DIGIT",
+    "MAX_HYPOTHESES",
     "MAX_SUBS",
     "SUB_PENALTY",
     "PlateFormat",
+    "Rescored",
     "correct",
     "load_formats",
+    "rescore",
     "select",
 ]
 
@@ -250,3 +258,102 @@ def correct(
     if best is None:
         return text, None, 0.0
     return best[2], best[3], best[0]
+
+
+# --- top-k rescoring ----------------------------------------------------------------------
+MAX_HYPOTHESES = 16
+"""Hypotheses ``rescore`` tries at most: every subset of the 4 least sure positions."""
+
+FIT_BONUS = 2.0
+"""Log-score bonus of a hypothesis some format fits (added to the log of its fit score)."""
+
+_LOG_FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class Rescored:
+    """The winning hypothesis of :func:`rescore`: its text (before look-alike correction,
+    which ``correct`` / ``vote`` apply), per-character probabilities, the format that fits
+    it (or None) and how well, its score and the positions where the runner-up was
+    taken."""
+
+    text: str
+    char_confidences: tuple[float, ...]
+    format: PlateFormat | None
+    fit: float  # the format's ``correct`` score (weight x substitution penalty), 0 if none
+    score: float
+    substituted: tuple[int, ...]
+
+
+def _clamped(values: Sequence[float]) -> list[float]:
+    return [min(1.0, max(0.0, v)) if v == v else 0.0 for v in values]
+
+
+def rescore(
+    text: str,
+    char_confidences: Sequence[float],
+    alternatives: str,
+    alt_confidences: Sequence[float],
+    formats: Sequence[PlateFormat],
+    *,
+    protect: float = PROTECT,
+    max_hypotheses: int = MAX_HYPOTHESES,
+    bonus: float = FIT_BONUS,
+    max_subs: int = MAX_SUBS,
+) -> Rescored:
+    """Top-k rescoring of one read (normalised ``text``) against ``formats``.
+
+    ``alternatives[i]`` is the recogniser's runner-up for ``text[i]`` with probability
+    ``alt_confidences[i]``. Positions read with confidence below ``protect`` whose runner-up
+    is a plate character are candidates; the ones whose runner-up comes closest to the
+    read character (probability ratio) are taken, as many as keep every subset of them
+    within ``max_hypotheses`` (16: four positions). Each hypothesis scores the sum of the
+    log-probabilities of its characters, plus ``bonus + log(score)`` when ``correct`` fits
+    a format to it (``score``: weight times the look-alike substitution penalty). The
+    highest score wins; on a tie the hypothesis with fewer substitutions (the read first).
+
+    A character read with confidence >= ``protect`` is never replaced, and ``correct``
+    keeps its own rules for look-alikes. Without formats or alternatives the read is
+    returned as it is (scored, with its format if one fits).
+    """
+    n = len(text)
+    if len(char_confidences) != n:
+        raise ValueError(f"{len(char_confidences)} character confidences for {n} characters")
+    if alternatives and (len(alternatives) != n or len(alt_confidences) != n):
+        raise ValueError(
+            f"{len(alternatives)} alternatives / {len(alt_confidences)} alternative "
+            f"confidences for {n} characters"
+        )
+    if max_hypotheses < 1:
+        raise ValueError(f"max_hypotheses must be >= 1, got {max_hypotheses}")
+    confs = _clamped(char_confidences)
+    alt_p = _clamped(alt_confidences) if alternatives else []
+    slots = [
+        i
+        for i in range(len(alt_p))
+        if confs[i] < protect
+        and alt_p[i] > 0.0
+        and alternatives[i] != text[i]
+        and ("A" <= alternatives[i] <= "Z" or "0" <= alternatives[i] <= "9")
+    ]
+    slots.sort(key=lambda i: -alt_p[i] / max(confs[i], _LOG_FLOOR))
+    slots = slots[: max(0, max_hypotheses.bit_length() - 1)]  # 2 ** k <= max_hypotheses
+
+    best: Rescored | None = None
+    for mask in range(1 << len(slots)):  # mask 0: the read itself, tried first
+        chars, probs = list(text), list(confs)
+        taken = tuple(sorted(i for b, i in enumerate(slots) if mask >> b & 1))
+        for i in taken:
+            chars[i], probs[i] = alternatives[i], alt_p[i]
+        hyp = "".join(chars)
+        score = sum(math.log(max(p, _LOG_FLOOR)) for p in probs)
+        fmt, fit = None, 0.0
+        if formats:
+            _, fmt, fit = correct(hyp, formats, probs, max_subs=max_subs, protect=protect)
+            if fmt is not None:
+                score += bonus + math.log(max(fit, _LOG_FLOOR))
+        score = round(score, 9)  # equal hypotheses tie exactly
+        if best is None or (score, -len(taken)) > (best.score, -len(best.substituted)):
+            best = Rescored(hyp, tuple(probs), fmt, fit, score, taken)
+    assert best is not None
+    return best
