@@ -26,7 +26,7 @@ from ensemble.image_io import encode_jpeg
 
 from .contracts import PlateResult, Read
 from .plates.choose import choose
-from .plates.formats import PlateFormat
+from .plates.formats import PlateFormat, correct
 from .plates.voting import vote
 from .triton_client import AlprClient
 
@@ -84,12 +84,44 @@ def decode(data: bytes) -> np.ndarray | None:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
+CASCADE_CONFIDENCE = 0.9  # a vehicle-crop read this sure that fits a format ends the search
+
+
+def _shifted(reads: Sequence[PlateRead], ox: int, oy: int) -> list[PlateRead]:
+    return [
+        replace(r, box=Box(r.box.x1 + ox, r.box.y1 + oy, r.box.x2 + ox, r.box.y2 + oy))
+        for r in reads
+    ]
+
+
+def confident(
+    reads: Sequence[PlateRead], formats: Sequence[PlateFormat],
+    regions: Sequence[tuple[int, int, int, int]] = (),
+) -> bool:  # fmt: skip
+    """The cascade's stop rule: a sure, format-fitting plate among ``reads``, not cut by
+    the border of the vehicle crop it came from (``regions[i]`` is ``reads[i]``'s crop
+    rectangle in photo pixels; a plate touching it may be truncated)."""
+    choice = choose(reads, formats) if formats else None
+    if choice is None or choice.read.confidence < CASCADE_CONFIDENCE:
+        return False
+    if correct(choice.text, formats, choice.char_confidences)[2] <= 0:
+        return False
+    for read, (x1, y1, x2, y2) in zip(reads, regions, strict=False):
+        if read is choice.read:
+            b = read.box
+            return min(b.x1 - x1, b.y1 - y1, x2 - b.x2, y2 - b.y2) > 2
+    return True
+
+
 def read_photo(
-    client: AlprClient, data: bytes, frame: np.ndarray | None, max_vehicles: int = 4
-) -> list[PlateRead]:
+    client: AlprClient, data: bytes, frame: np.ndarray | None, max_vehicles: int = 4,
+    formats: Sequence[PlateFormat] = (), cascade: bool = False,
+) -> list[PlateRead]:  # fmt: skip
     """Every plate candidate in the photo (``data``, decoded as ``frame``), in photo
-    coordinates (vehicles first)."""
-    crops, origins = [], []
+    coordinates (vehicles first). Vehicle crops are read first, as the edge client does;
+    the whole photo is read too (a plate may sit outside every vehicle box) unless
+    ``cascade`` is on and a vehicle crop already gave a sure, format-fitting plate."""
+    crops, origins, sizes = [], [], []
     if frame is not None:
         for v in client.detect_vehicles([frame])[0][:max_vehicles]:
             x1, y1 = int(v.box.x1), int(v.box.y1)
@@ -97,13 +129,20 @@ def read_photo(
             if crop.size:
                 crops.append(encode_jpeg(crop, 90))
                 origins.append((x1, y1))
-    crops.append(data)  # the whole photo too: a plate may sit outside every vehicle box
+                sizes.append((crop.shape[1], crop.shape[0]))
+    out: list[PlateRead] = []
+    if crops and cascade:
+        regions: list[tuple[int, int, int, int]] = []
+        for reads, (ox, oy), (w, h) in zip(client.read_plates(crops), origins, sizes, strict=True):
+            out.extend(_shifted(reads, ox, oy))
+            regions.extend([(ox, oy, ox + w, oy + h)] * len(reads))
+        if confident(out, formats, regions):
+            return out
+        crops, origins = [], []
+    crops.append(data)
     origins.append((0, 0))
-    out = []
     for reads, (ox, oy) in zip(client.read_plates(crops), origins, strict=True):
-        for r in reads:
-            b = r.box
-            out.append(replace(r, box=Box(b.x1 + ox, b.y1 + oy, b.x2 + ox, b.y2 + oy)))
+        out.extend(_shifted(reads, ox, oy))
     return out
 
 
@@ -122,12 +161,16 @@ def decide(
 
 
 def evaluate_photo(
-    client: AlprClient, folder: Path, label: Label, formats: Sequence[PlateFormat]
+    client: AlprClient,
+    folder: Path,
+    label: Label,
+    formats: Sequence[PlateFormat],
+    cascade: bool = False,
 ) -> tuple[ImageResult, np.ndarray | None]:
     data = (folder / label.image).read_bytes()
     t0 = time.perf_counter()
     frame = decode(data)
-    reads = read_photo(client, data, frame)
+    reads = read_photo(client, data, frame, formats=formats, cascade=cascade)
     result, best = decide(reads, formats)
     ms = 1000 * (time.perf_counter() - t0)
     text = result.plate if result else (best.text if best else "")

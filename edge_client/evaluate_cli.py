@@ -37,7 +37,7 @@ def photos(args: argparse.Namespace) -> int:
         results, crops = [], {}
         for label in tqdm(labels, desc="images", unit="img", disable=args.quiet):
             try:
-                res, crop = evaluate_photo(client, args.folder, label, formats)
+                res, crop = evaluate_photo(client, args.folder, label, formats, args.cascade)
             except (InferenceError, OSError) as exc:
                 print(f"alpr-evaluate: {label.image}: {exc}", file=sys.stderr)
                 continue
@@ -46,7 +46,8 @@ def photos(args: argparse.Namespace) -> int:
     finally:
         if server:
             server.stop()
-    summary = {**summarise(results), "regions": args.regions, "folder": str(args.folder)}
+    summary = {**summarise(results), "regions": args.regions, "folder": str(args.folder),
+               "cascade": args.cascade}  # fmt: skip
     report = write_report(args.out, summary, results, crops)
     if args.summary:
         args.summary.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     ph.add_argument("--out", type=Path, default=Path("runs/evaluate"))
     ph.add_argument("--summary", type=Path, help="also write the summary JSON here")
     ph.add_argument("--quiet", action="store_true")
+    ph.add_argument(
+        "--cascade", action="store_true",
+        help="read the whole photo only when no vehicle crop gave a sure plate (faster)",
+    )  # fmt: skip
     vi = sub.add_parser("video", help="score an edge-client run against ground truth")
     vi.add_argument("--events", type=Path, required=True)
     vi.add_argument("--truth", type=Path, required=True)

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import TritonProcess
 
-from edge_client.evaluate import char_accuracy, load_labels, score_video
+from edge_client.evaluate import char_accuracy, confident, load_labels, score_video
+from edge_client.plates.formats import load_formats, select
+from ensemble.contracts import Box, PlateRead
 from edge_client.evaluate_cli import main
 
 
@@ -38,6 +40,29 @@ TRUTH = {"plates": [{"plate": "AB12CDE"}, {"plate": "7ABC123"}, {"plate": "RTX4E
 def test_score_video(events: list[str], expected: dict[str, int]) -> None:
     got = score_video([{"plate": p} for p in events], TRUTH)
     assert {k: got[k] for k in expected} == expected
+
+
+def _read(text: str, conf: float, box: tuple[float, float, float, float]) -> PlateRead:
+    return PlateRead(Box(*box), 0.9, text, conf, (conf,) * len(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "conf", "box", "sure"),
+    [
+        ("KV65BZR", 0.98, (50, 80, 150, 100), True),  # sure, fits UK, inside its crop
+        ("KV65BZR", 0.70, (50, 80, 150, 100), False),  # not sure enough
+        ("KV65BZRX9Q", 0.98, (50, 80, 150, 100), False),  # fits no format
+        ("KV65BZR", 0.98, (1, 80, 150, 100), False),  # touches the crop's left border
+        ("KV65BZR", 0.98, (50, 80, 199, 100), False),  # touches the right border
+    ],
+    ids=["sure", "unsure", "no-format", "cut-left", "cut-right"],
+)
+def test_cascade_stop_rule(
+    text: str, conf: float, box: tuple[float, float, float, float], sure: bool
+) -> None:
+    formats = select(load_formats(), ["uk", "eu"])
+    assert confident([_read(text, conf, box)], formats, [(0, 0, 200, 120)]) is sure
+    assert confident([], formats) is False
 
 
 def test_load_labels(tmp_path: Path) -> None:
