@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -86,6 +87,7 @@ def video_demo(args: argparse.Namespace) -> int:
     server = start_triton(REPO / "model_repository", out / "tritonserver.log")
     gate = None
     decisions: list[dict[str, object]] = []
+    records: dict[str, dict[str, object]] = {}
     try:
         if redis_proc is not None:
             shutil.rmtree(out / "gate", ignore_errors=True)
@@ -97,6 +99,7 @@ def video_demo(args: argparse.Namespace) -> int:
         rc = subprocess.run(cmd).returncode
         if gate is not None:
             decisions = wait_decisions(out / "gate" / "decisions-demo_gate.jsonl", out)
+            records = gate_records(gate, len(decisions))
             if args.dashboard:
                 print(f"\ndashboard at {gate.url}/ - Ctrl-C to stop", file=sys.stderr)
                 try:
@@ -142,13 +145,33 @@ def video_demo(args: argparse.Namespace) -> int:
           f"wrong: {wrong}")  # fmt: skip
     if decisions:
         print("\n--- gate decisions (demo_gate; lists in config/gate.yaml) ---")
+        print("(direction and dwell come from the vehicle record, completed when the plate leaves)")
         for d in decisions:
-            matched, label, way = d.get("matched") or "-", d.get("label") or "", d.get("direction")
+            matched, label = d.get("matched") or "-", d.get("label") or ""
+            rec = records.get(str(d["record_id"]), {})
+            way, dwell = rec.get("direction") or "-", rec.get("dwell_s")
+            stay = f"{dwell:.1f} s" if isinstance(dwell, float) else "-"
             print(
                 f"{d['plate']:>10}  {str(d['decision']).upper():<8} {matched:<14} {label:<20} "
-                f"direction={way or '-':<6} latency={d['latency_ms']:.0f} ms"
+                f"latency={d['latency_ms']:>4.0f} ms  direction={way:<6} dwell={stay}"
             )
     return rc
+
+
+def gate_records(gate: Any, n: int, timeout_s: float = 10.0) -> dict[str, dict[str, object]]:
+    """The gate's records by id, once ``n`` of them have a direction (or the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    records: dict[str, dict[str, object]] = {}
+    while time.monotonic() < deadline:
+        try:
+            items = gate.get("/api/records?gate=demo_gate&limit=100")["items"]
+        except OSError:
+            items = []
+        records = {r["record_id"]: r for r in items}
+        if sum(1 for r in items if r.get("direction")) >= n:
+            break
+        time.sleep(0.3)
+    return records
 
 
 def wait_decisions(path: Path, out: Path, timeout_s: float = 10.0) -> list[dict[str, object]]:
