@@ -27,6 +27,16 @@ class Decision(StrEnum):
     UNKNOWN = "unknown"
 
 
+def normalized_plate(v: str | None) -> str | None:
+    """A plate given by a person (list entry, search): normalised, or ValueError."""
+    if v is None:
+        return None
+    n = normalize(v)
+    if not n:
+        raise ValueError(f"plate {v!r} has no letters or digits")
+    return n
+
+
 def _utc(d: datetime) -> datetime:
     return d.replace(tzinfo=UTC) if d.tzinfo is None else d
 
@@ -45,12 +55,7 @@ class ListEntry(BaseModel):
     @field_validator("plate")
     @classmethod
     def _normalise(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        n = normalize(v)
-        if not n:
-            raise ValueError(f"plate {v!r} has no letters or digits")
-        return n
+        return normalized_plate(v)
 
     @field_validator("pattern")
     @classmethod

@@ -8,7 +8,7 @@ one readable message naming each bad key and value.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -228,15 +228,29 @@ def _describe(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: object, source: str = "<config>") -> EdgeConfig:
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], data: object, source: str, what: str = "configuration") -> M:
+    """Validate ``data`` as ``model``; errors become one ``ConfigError`` naming every bad
+    key and value."""
     try:
-        return EdgeConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration in {source}:\n{_describe(exc)}") from None
+        raise ConfigError(f"invalid {what} in {source}:\n{_describe(exc)}") from None
+
+
+def load_model(model: type[M], path: Path, what: str = "configuration") -> M:
+    """Read a YAML mapping from ``path`` and validate it as ``model``."""
+    data = read_yaml(path, what, ConfigError)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return parse_model(model, data, str(path), what)
+
+
+def parse_config(data: object, source: str = "<config>") -> EdgeConfig:
+    return parse_model(EdgeConfig, data, source)
 
 
 def load_config(path: Path) -> EdgeConfig:
-    data = read_yaml(path, "configuration", ConfigError)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return parse_config(data, str(path))
+    return load_model(EdgeConfig, path)

@@ -20,6 +20,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class TritonProcess:
     """A running tritonserver; ``grpc_url`` is host:port for tritonclient.grpc."""
@@ -42,14 +54,7 @@ class TritonProcess:
             return False
 
     def stop(self, timeout_s: float = 30) -> None:
-        if not self.alive():
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout_s)
 
     def __enter__(self) -> TritonProcess:
         return self

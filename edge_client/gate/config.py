@@ -6,11 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge_client.access import GateLists
-from edge_client.config import CAMERA_ID, ConfigError, Redis, Sink, Strict, _describe
-from edge_client.yaml_file import read_yaml
+from edge_client.config import CAMERA_ID, Redis, Sink, Strict, load_model, parse_model
 
 
 class Database(Strict):
@@ -102,14 +101,8 @@ class GateConfig(Strict):
 
 
 def parse_gate_config(data: object, source: str = "<gate config>") -> GateConfig:
-    try:
-        return GateConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid gate configuration in {source}:\n{_describe(exc)}") from None
+    return parse_model(GateConfig, data, source, "gate configuration")
 
 
 def load_gate_config(path: Path) -> GateConfig:
-    data = read_yaml(path, "gate configuration", ConfigError)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return parse_gate_config(data, str(path))
+    return load_model(GateConfig, path, "gate configuration")

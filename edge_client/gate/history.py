@@ -64,7 +64,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
-from ..access import Decision, GateLists, ListEntry
+from ..access import Decision, GateLists, ListEntry, normalized_plate
 from ..crops import safe_name
 from ..plates.normalize import fold_lookalikes, normalize
 from .contracts import Direction, VehicleRecord
@@ -218,12 +218,7 @@ class HistoryQuery(BaseModel):
     @field_validator("plate")
     @classmethod
     def _normalise(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        n = normalize(v)
-        if not n:
-            raise ValueError(f"plate {v!r} has no letters or digits")
-        return n
+        return normalized_plate(v)
 
     @field_validator("since", "until")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ensemble.server_process import free_port
+from ensemble.server_process import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,14 +40,7 @@ class GateProcess:
             return False
 
     def stop(self, timeout_s: float = 20) -> None:
-        if not self.alive():
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout_s)
 
 
 def demo_gate_config(
