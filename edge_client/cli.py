@@ -61,7 +61,7 @@ def build_pipeline(
         reader = alpr_batch_reader(read_client, formats)  # format-aware choice, top-k
     else:
         detector = PlateFrameDetector(det_client)
-        reader = plate_batch_reader(read_client)
+        reader = plate_batch_reader(read_client, formats)  # top-k rescored
     worker = ReadWorker(reader, max_batch=cfg.triton.max_batch, queue_size=cfg.triton.read_queue)
     t = cam.tracking
     tracker = ByteTracker.from_config(t, min_hits=min(3, cam.thresholds.stable_frames))

@@ -19,7 +19,7 @@ from ensemble.plates import best_plate
 
 from .contracts import Read
 from .plates.choose import choose
-from .plates.formats import PlateFormat
+from .plates.formats import PlateFormat, rescore
 from .plates.normalize import normalize
 from .triton_client import AlprClient, InferenceError
 
@@ -74,9 +74,26 @@ def alpr_batch_reader(
     return read
 
 
-def plate_batch_reader(client: AlprClient) -> BatchReader:
-    """Plate crops straight to ``plate_ocr`` (dedicated plate cameras)."""
-    return client.read_plate_crops
+def plate_batch_reader(
+    client: AlprClient, formats: Sequence[PlateFormat] | None = None
+) -> BatchReader:
+    """Plate crops straight to ``plate_ocr`` (dedicated plate cameras). With the camera's
+    ``formats``, each read is top-k rescored with its runner-up characters
+    (``formats.rescore``: unsure characters only, never a confident one)."""
+    if not formats:
+        return client.read_plate_crops
+
+    def read(jpegs: Sequence[bytes]) -> list[tuple[str, float, tuple[float, ...]]]:
+        out: list[tuple[str, float, tuple[float, ...]]] = []
+        for r in client.read_plate_crop_reads(jpegs):
+            text, chars = r.text, r.char_confidences
+            if r.alternatives and len(chars) == len(text):
+                hyp = rescore(text, chars, r.alternatives, r.alt_confidences, formats)
+                text, chars = hyp.text, hyp.char_confidences
+            out.append((text, r.confidence, chars))
+        return out
+
+    return read
 
 
 class ReadWorker:

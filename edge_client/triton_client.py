@@ -234,17 +234,36 @@ class AlprClient:
         self, plates: Sequence[bytes]
     ) -> list[tuple[str, float, tuple[float, ...]]]:
         """Read encoded plate crops directly with ``plate_ocr`` (dedicated plate cameras)."""
-        res = self._infer(
-            "plate_ocr",
-            [_bytes_tensor("PLATE_IMAGE", plates)],
-            ["PLATE_TEXT", "PLATE_CONFIDENCE", "PLATE_CHAR_CONFIDENCES"],
-        )
+        return [
+            (r.text, r.confidence, r.char_confidences)
+            for r in self.read_plate_crop_reads(plates, alternatives=False)
+        ]
+
+    def read_plate_crop_reads(
+        self, plates: Sequence[bytes], *, alternatives: bool = True
+    ) -> list[PlateRead]:
+        """Like :meth:`read_plate_crops`, as ``PlateRead``s (box: the whole crop, unknown:
+        zeros) with each character's runner-up when ``alternatives``."""
+        outputs = ["PLATE_TEXT", "PLATE_CONFIDENCE", "PLATE_CHAR_CONFIDENCES"]
+        if alternatives:
+            outputs += ALT_OUTPUTS
+        res = self._infer("plate_ocr", [_bytes_tensor("PLATE_IMAGE", plates)], outputs)
         texts, confs = res.as_numpy("PLATE_TEXT"), res.as_numpy("PLATE_CONFIDENCE")
         chars = res.as_numpy("PLATE_CHAR_CONFIDENCES")
+        alt_texts = res.as_numpy("PLATE_ALT_TEXT") if alternatives else None
+        alt_confs = res.as_numpy("PLATE_ALT_CONFIDENCES") if alternatives else None
         out = []
         for i in range(len(plates)):
-            text = texts[i][0].decode()
-            out.append(
-                (text, float(confs[i][0]), tuple(float(c) for c in chars[i][0][: len(text)]))
-            )
+            text = _text(texts[i][0])
+            n = min(len(text), MAX_TEXT)
+            alts = ""
+            ac: tuple[float, ...] = ()
+            if alt_texts is not None and alt_confs is not None:
+                got = _text(alt_texts[i][0])
+                if len(got) == len(text) <= MAX_TEXT:
+                    alts, ac = got, tuple(float(c) for c in alt_confs[i][0][: len(got)])
+            out.append(PlateRead(
+                Box(0.0, 0.0, 0.0, 0.0), 1.0, text, float(confs[i][0]),
+                tuple(float(c) for c in chars[i][0][:n]), alts, ac,
+            ))  # fmt: skip
         return out

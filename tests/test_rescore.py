@@ -16,7 +16,7 @@ from synth import jpeg, render_plate, render_vehicle
 from edge_client.evaluate import decide
 from edge_client.plates import PlateFormat, choose, load_formats, rescore, select
 from edge_client.plates.formats import PROTECT
-from edge_client.reader import alpr_batch_reader
+from edge_client.reader import alpr_batch_reader, plate_batch_reader
 from edge_client.triton_client import AlprClient
 from ensemble.contracts import PLATE_ALPHABET, Box, PlateRead
 from ensemble.ctc import CtcResult, greedy_decode
@@ -225,3 +225,21 @@ def test_runner_ups_come_back_only_when_requested(triton: TritonProcess) -> None
     res = raw.infer("alpr", [inp], outputs=[grpcclient.InferRequestedOutput(o) for o in wanted])
     assert {o.name for o in res.get_response().outputs} == set(wanted)
     assert res.as_numpy("PLATE_TEXT")[0][0].decode() == best_plate(new).text  # type: ignore[union-attr]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(("plate", "regions"), [("KV65BZR", ["uk"]), ("FG482HK", ["eu"])])
+def test_plate_camera_reader_rescores_through_plate_ocr(
+    triton: TritonProcess, plate: str, regions: list[str]
+) -> None:
+    """Plates mode: crops straight to ``plate_ocr`` with runner-ups, rescored per read."""
+    client = AlprClient(triton.grpc_url)
+    try:
+        data = jpeg(render_plate(plate))
+        (r,) = client.read_plate_crop_reads([data])
+        ((text, conf, chars),) = plate_batch_reader(client, fmts(*regions))([data])
+        ((plain, _, _),) = plate_batch_reader(client)([data])  # no formats: as read
+    finally:
+        client.close()
+    assert len(r.alternatives) == len(r.text) == len(r.alt_confidences)
+    assert text == plain == plate and len(chars) == len(text) and 0 < conf <= 1
