@@ -24,7 +24,7 @@ from edge_client.gate.contracts import Direction, ObservationKind
 from edge_client.gate.history import History, HistoryQuery
 from edge_client.gate.service import GateService
 from tests.redis_server import RedisProc, start_redis
-from tests.test_sinks import Broker, Subscriber, free_port, wait_until
+from tests.test_sinks import Broker, Hook, Subscriber, free_port, wait_until
 
 NOW = 1_790_000_000.0
 
@@ -227,6 +227,35 @@ def test_consumer_decides_publishes_mqtt_and_stores(
         svc.stop()
         sub.close()
         broker.stop()
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
+    """A real HTTP server standing in for the barrier controller's webhook."""
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    h = Hook()
+    h.start()
+    yield h
+    h.stop()
+
+
+def test_decisions_reach_the_gate_webhook_with_retries(
+    tmp_path: Path, history: History, receiver: Hook
+) -> None:
+    """The barrier controller's webhook gets every decision, even after its own errors
+    (the webhook sink retries with backoff in the background)."""
+    receiver.script = [503, 500]  # the controller fails twice, then recovers
+    publish = [{"type": "webhook", "url": receiver.url, "backoff_s": 0.05, "max_retries": 5}]
+    svc = service(tmp_path, history, publish=publish)
+    sent = [svc.handle(camera_event(p, track=p, n=i)) for i, p in enumerate(["KV65BZR", "BAD123"])]
+    assert wait_until(lambda: len(receiver.bodies) == 2, 10), receiver.statuses
+    svc.stop()
+    assert receiver.statuses[:2] == [503, 500]
+    got = {b["plate"]: b for b in receiver.bodies}
+    assert {p: b["decision"] for p, b in got.items()} == {"KV65BZR": "allow", "BAD123": "deny"}
+    assert {b["event_id"] for b in receiver.bodies} == {d.event_id for d in sent if d is not None}
+    assert all(b["type"] == "decision" and b["gate"] == "g1" for b in receiver.bodies)
 
 
 class FlakyHistory(History):
