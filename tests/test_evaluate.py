@@ -9,9 +9,9 @@ import pytest
 from conftest import TritonProcess
 
 from edge_client.evaluate import char_accuracy, confident, load_labels, score_video
+from edge_client.evaluate_cli import main
 from edge_client.plates.formats import load_formats, select
 from ensemble.contracts import Box, PlateRead
-from edge_client.evaluate_cli import main
 
 
 @pytest.mark.parametrize(
