@@ -30,7 +30,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypedDict, cast
@@ -249,53 +249,24 @@ class HistoryStats(TypedDict):
 
 
 # --- conversions --------------------------------------------------------------------------
+_RECORD_FIELDS = tuple(f.name for f in fields(VehicleRecord))
+
+
 def _row_values(r: VehicleRecord) -> dict[str, Any]:
-    return {
-        "record_id": r.record_id,
-        "gate": r.gate,
-        "first_seen": r.first_seen,
-        "plate": r.plate,
-        "plate_key": plate_key(r.plate),
-        "plate_confidence": r.plate_confidence,
-        "plate_camera": r.plate_camera,
-        "overview_camera": r.overview_camera,
-        "vehicle_class": r.vehicle_class,
-        "color": r.color,
-        "direction": r.direction.value if r.direction else None,
-        "dwell_s": r.dwell_s,
-        "decision": r.decision,
-        "matched": r.matched,
-        "list_label": r.list_label,
-        "decided_at": r.decided_at,
-        "decision_latency_ms": r.decision_latency_ms,
-        "crop_path": r.crop_path,
-        "overview_crop_path": r.overview_crop_path,
-        "event_ids": list(r.event_ids),
-    }
+    """A record's column values: every field as it is (enum -> value, tuple -> list),
+    plus the look-alike ``plate_key``."""
+    values = {name: getattr(r, name) for name in _RECORD_FIELDS}
+    values["direction"] = r.direction.value if r.direction else None
+    values["event_ids"] = list(r.event_ids)
+    values["plate_key"] = plate_key(r.plate)
+    return values
 
 
 def _to_record(row: RecordRow) -> VehicleRecord:
-    return VehicleRecord(
-        record_id=row.record_id,
-        gate=row.gate,
-        first_seen=row.first_seen,
-        plate=row.plate,
-        plate_confidence=row.plate_confidence,
-        plate_camera=row.plate_camera,
-        overview_camera=row.overview_camera,
-        vehicle_class=row.vehicle_class,
-        color=row.color,
-        direction=Direction(row.direction) if row.direction else None,
-        dwell_s=row.dwell_s,
-        decision=row.decision,
-        matched=row.matched,
-        list_label=row.list_label,
-        decided_at=row.decided_at,
-        decision_latency_ms=row.decision_latency_ms,
-        crop_path=row.crop_path,
-        overview_crop_path=row.overview_crop_path,
-        event_ids=tuple(row.event_ids or ()),
-    )
+    values = {name: getattr(row, name) for name in _RECORD_FIELDS}
+    values["direction"] = Direction(row.direction) if row.direction else None
+    values["event_ids"] = tuple(row.event_ids or ())
+    return VehicleRecord(**values)
 
 
 def _to_stored(row: EntryRow) -> StoredEntry:
