@@ -111,8 +111,7 @@ class CameraPipeline:
         self._last_status = time.monotonic()
         self._last_cursor = 0.0
         self._last_frame = 0
-        self._zone_geo: ZoneGeometry | None = None
-        self._zones: ZoneTracker | None = None
+        self._zones: ZoneTracker | None = None  # built on the first frame (needs its size)
         self._zone_busy = True  # a vehicle (even a tentative one) is in the zone
         self._seen_frames = 0
         self._hb = (time.monotonic(), 0)  # last heartbeat (time, frames) for a recent fps
@@ -209,12 +208,8 @@ class CameraPipeline:
             return None
         t0 = time.monotonic()
         image, (ox, oy) = frame.image, (0, 0)
-        if (
-            self._zone_geo is not None
-            and self.cam.zone is not None
-            and self.cam.zone.crop_detection
-        ):
-            x1, y1, x2, y2 = self._zone_geo.detect_rect()
+        if self._zones is not None and self.cam.zone is not None and self.cam.zone.crop_detection:
+            x1, y1, x2, y2 = self._zones.geometry.detect_rect()
             image, (ox, oy) = np.ascontiguousarray(frame.image[y1:y2, x1:x2]), (x1, y1)
         try:
             dets = self.detector.detect([image])[0]
@@ -235,25 +230,20 @@ class CameraPipeline:
         return self._in_roi(dets, (frame.image.shape[0], frame.image.shape[1]))
 
     def _in_roi(self, dets: Detections, hw: tuple[int, int]) -> Detections:
-        if self._zone_geo is not None and len(dets):
-            geo = self._zone_geo
-            keep = np.array([geo.contains(tuple(map(float, b))) for b in dets.boxes], bool)
-            labels = tuple(lbl for lbl, k in zip(dets.labels, keep, strict=False) if k)
-            dets = Detections(dets.boxes[keep], dets.scores[keep], dets.classes[keep], labels)
-            self._zone_busy = bool(len(dets)) or (
-                self._zones is not None and self._zones.occupied()
-            )
-            return dets
-        if self._zone_geo is not None:
-            self._zone_busy = self._zones is not None and self._zones.occupied()
-            return dets
+        """Only detections whose box centre is in the zone polygon (or the ``roi``)."""
         roi = self.cam.roi
-        if len(dets) == 0 or (roi.x1, roi.y1, roi.x2, roi.y2) == (0, 0, 1, 1):
+        if len(dets) == 0:
             return dets
-        h, w = hw
-        cx = (dets.boxes[:, 0] + dets.boxes[:, 2]) / 2 / w
-        cy = (dets.boxes[:, 1] + dets.boxes[:, 3]) / 2 / h
-        keep = (cx >= roi.x1) & (cx <= roi.x2) & (cy >= roi.y1) & (cy <= roi.y2)
+        if self._zones is not None:
+            geo = self._zones.geometry
+            keep = np.array([geo.contains(tuple(map(float, b))) for b in dets.boxes], bool)
+        elif (roi.x1, roi.y1, roi.x2, roi.y2) == (0, 0, 1, 1):
+            return dets
+        else:
+            h, w = hw
+            cx = (dets.boxes[:, 0] + dets.boxes[:, 2]) / 2 / w
+            cy = (dets.boxes[:, 1] + dets.boxes[:, 3]) / 2 / h
+            keep = (cx >= roi.x1) & (cx <= roi.x2) & (cy >= roi.y1) & (cy <= roi.y2)
         labels = tuple(lbl for lbl, k in zip(dets.labels, keep, strict=False) if k)
         return Detections(dets.boxes[keep], dets.scores[keep], dets.classes[keep], labels)
 
@@ -264,10 +254,9 @@ class CameraPipeline:
         zone = self.cam.zone
         if zone is None:
             return False
-        if self._zone_geo is None:
+        if self._zones is None:
             h, w = frame.image.shape[:2]
-            self._zone_geo = ZoneGeometry(zone, w, h)
-            self._zones = ZoneTracker(self._zone_geo, zone.entry)
+            self._zones = ZoneTracker(ZoneGeometry(zone, w, h), zone.entry)
         self._seen_frames += 1
         if self._zone_busy or zone.idle_every <= 1:
             return False
@@ -287,6 +276,7 @@ class CameraPipeline:
         self.stats.frames += 1
         self.metrics.frames.labels(self.id).inc()
         t0 = time.monotonic()
+        was_occupied = self._zones is not None and self._zones.occupied()
         tracked: list[TrackedBox] = self.tracker.update(dets)
         self.metrics.stage_seconds.labels(self.id, "track").observe(time.monotonic() - t0)
         for tb in tracked:
@@ -302,7 +292,9 @@ class CameraPipeline:
                     self._submit(rec)
         if self._zones is not None:
             self._zones.frame_done({tb.track_id for tb in tracked}, frame.timestamp)
-            self._zone_busy = self._zone_busy or self._zones.occupied()
+            # busy while anything is in the zone, even a detection not yet a track; one
+            # frame of grace after the last one (a missed detection is not an empty zone)
+            self._zone_busy = len(dets) > 0 or was_occupied or self._zones.occupied()
         for tid in self.tracker.removed():
             gone = self.book.get(tid)
             if gone is not None:
