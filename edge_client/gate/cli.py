@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_DATABASE
     password = os.environ.get(cfg.redis.password_env) if cfg.redis.password_env else None
     client = redis.Redis.from_url(
-        cfg.redis.url, password=password, socket_timeout=5, socket_connect_timeout=2
-    )
+        cfg.redis.url, password=password, socket_timeout=5, socket_connect_timeout=2,
+        decode_responses=True,
+    )  # fmt: skip
     service = GateService(cfg, history, client).start()
     app = create_app(service)
     host, port = args.host or cfg.http.host, args.port or cfg.http.port

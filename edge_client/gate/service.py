@@ -16,6 +16,7 @@ first sighting, so no clock is needed on the first frame's machine beyond NTP.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -57,7 +58,8 @@ def _for_gate(cfg: Any, gate: str) -> Any:
 
 
 class GateService:
-    """Satisfies ``web.GateRuntime`` (config, history, feed, cameras())."""
+    """Satisfies ``web.GateRuntime`` (config, history, feed, cameras()). ``redis_client``
+    must decode responses (``decode_responses=True``)."""
 
     def __init__(
         self,
@@ -197,9 +199,11 @@ class GateService:
         self.sinks[gate].emit(decision)  # type: ignore[arg-type]  # same sink interface
         self.feed.publish("decision", {**decision.to_json(), "record": record.to_json()})
 
-    def expire(self) -> int:
-        """Close records that can no longer merge; store their final version."""
-        now = self.clock()
+    def expire(self, now: float | None = None) -> int:
+        """Close records that can no longer merge by ``now`` (default: the clock; ``inf``
+        closes all) and store their final version; a storage error keeps the rest for the
+        next call and propagates."""
+        now = self.clock() if now is None else now
         done = 0
         for merger in self.mergers.values():
             with self._lock:
@@ -225,36 +229,28 @@ class GateService:
 
     # --- status for the dashboard -------------------------------------------------------
     def cameras(self) -> list[dict[str, Any]]:
-        out = []
-        now = time.time()
-        for gid, g in self.config.gates.items():
-            for role, cam in (("plate", g.plate_camera), ("overview", g.overview_camera)):
-                if cam is None:
-                    continue
-                info: dict[str, Any] = {"camera": cam, "gate": gid, "role": role,
-                                        "status": "unknown", "fps": None, "frames": None,
-                                        "events": None, "updated_at": None}  # fmt: skip
-                h: dict[str, str] = {}
-                if self.redis is not None:
-                    try:
-                        h = self.redis.hgetall(camera_status(cam)) or {}  # type: ignore[assignment]
-                    except redis.RedisError:
-                        h = {}
-                if h:
-                    h = {
-                        (k.decode() if isinstance(k, bytes) else k): (
-                            v.decode() if isinstance(v, bytes) else v
-                        )
-                        for k, v in h.items()
-                    }
-                    updated = float(h.get("updated_at", 0) or 0)
-                    info.update(
-                        status="live" if now - updated <= STALE_AFTER_S else "stale",
-                        fps=float(h.get("fps", 0) or 0), frames=int(h.get("frames", 0) or 0),
-                        events=int(h.get("events", 0) or 0), updated_at=updated,
-                    )  # fmt: skip
-                out.append(info)
-        return out
+        """Each gate camera's role and status from its edge client's heartbeat hash."""
+        return [
+            {"camera": cam, "gate": gid, "role": role, **self._status(cam)}
+            for gid, g in self.config.gates.items()
+            for role, cam in (("plate", g.plate_camera), ("overview", g.overview_camera))
+            if cam is not None
+        ]
+
+    def _status(self, camera: str) -> dict[str, Any]:
+        h: dict[str, str] = {}
+        if self.redis is not None:
+            with contextlib.suppress(redis.RedisError):  # unreachable: status unknown
+                h = self.redis.hgetall(camera_status(camera)) or {}  # type: ignore[assignment]
+        if not h:
+            return {"status": "unknown", "fps": None, "frames": None, "events": None,
+                    "updated_at": None}  # fmt: skip
+        updated = float(h.get("updated_at") or 0)
+        return {
+            "status": "live" if time.time() - updated <= STALE_AFTER_S else "stale",
+            "fps": float(h.get("fps") or 0), "frames": int(h.get("frames") or 0),
+            "events": int(h.get("events") or 0), "updated_at": updated,
+        }  # fmt: skip
 
     # --- the stream consumer ---------------------------------------------------------------
     def start(self) -> GateService:
@@ -266,20 +262,13 @@ class GateService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        self.expire_all()
+        try:
+            self.expire(float("inf"))
+        except Exception as exc:  # shutting down: log, don't raise
+            log.warning("history: %d closed record(s) not stored: %s",
+                        len(self._retry_records), exc)  # fmt: skip
         for sinks in self.sinks.values():
             sinks.close()
-
-    def expire_all(self) -> None:
-        for merger in self.mergers.values():
-            with self._lock:
-                closed = merger.expire(float("inf"))
-            for rec in [*self._retry_records, *closed]:
-                try:
-                    self.history.save(rec)
-                except Exception as exc:  # shutting down: log, don't raise
-                    log.warning("history: could not store record %s: %s", rec.record_id, exc)
-            self._retry_records = []
 
     def _ensure_group(self) -> None:
         assert self.redis is not None
@@ -331,7 +320,7 @@ class GateService:
         (True) so it and everything after it are re-delivered."""
         assert self.redis is not None
         for entry_id, fields in entries:
-            raw = fields.get(b"event", fields.get("event")) if fields else None
+            raw = fields.get("event") if fields else None
             try:
                 if raw is None:
                     raise ValueError("stream entry without an `event` field")
