@@ -33,7 +33,6 @@ import redis
 
 from edge_client.access import Decision, GateLists, decide
 from edge_client.cache_keys import camera_status
-from edge_client.config import MqttSink
 from edge_client.sinks import SinkSet, build_sinks
 
 from .config import GateConfig
@@ -47,13 +46,15 @@ log = logging.getLogger("ovr_alpr.gate")
 STALE_AFTER_S = 10.0  # a camera heartbeat older than this shows as stale
 
 
-def _for_gate(cfg: Any, gate: str) -> Any:
-    """A sink config with ``{gate}`` in its topic / path replaced by the gate id."""
-    update: dict[str, Any] = {}
-    if isinstance(cfg, MqttSink):
-        update["topic"] = cfg.topic.replace("{gate}", gate)
-    if hasattr(cfg, "path"):
-        update["path"] = Path(str(cfg.path).replace("{gate}", gate))
+def _for_gate(cfg: Any) -> Any:
+    """A gate's sinks are built with the gate id as their ``camera``, so ``{gate}`` in any
+    template (MQTT topic, file path, stream name) is the sinks' own ``{camera}`` and gets
+    the same sanitised substitution."""
+    update = {
+        name: type(value)(str(value).replace("{gate}", "{camera}"))
+        for name, value in cfg
+        if isinstance(value, str | Path) and "{gate}" in str(value)
+    }
     return cfg.model_copy(update=update) if update else cfg
 
 
@@ -81,7 +82,7 @@ class GateService:
         }
         self.sinks: dict[str, SinkSet] = {
             gid: build_sinks(
-                [_for_gate(s, gid) for s in g.publish],
+                [_for_gate(s) for s in g.publish],
                 camera=gid,
                 redis_client=redis_client,
                 output_dir=output_dir,
