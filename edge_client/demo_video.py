@@ -278,3 +278,30 @@ def generate(
            "seed": seed, "font": font, "plates": [_truth(road, c) for c in cars]}  # fmt: skip
     truth.write_text(json.dumps(doc, indent=1) + "\n")
     return video, truth
+
+
+def demo_edge_config(
+    out: Path, video: Path, triton_url: str, redis_url: str, *, status_interval_s: float = 5
+) -> Path:
+    """``config/edge.yaml``'s ``demo`` camera on ``video``, its events to ``out/events.jsonl``
+    and to the gate's Redis stream, crops under ``out/out``; written to
+    ``out/edge-demo.yaml`` (used by the demo, the benchmarks and the end-to-end tests)."""
+    import yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    cam = yaml.safe_load((repo / "config" / "edge.yaml").read_text())["cameras"]["demo"]
+    cam["source"] = str(video)
+    cam["sinks"] = [
+        {"type": "jsonl", "path": str(out / "events.jsonl")},
+        {"type": "redis_stream", "stream": "alpr:events"},
+    ]
+    cfg = {
+        "triton": {"urls": [triton_url]},
+        "redis": {"url": redis_url},
+        "output_dir": str(out / "out"),
+        "status_interval_s": status_interval_s,
+        "cameras": {"demo": cam},
+    }
+    path = out / "edge-demo.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

@@ -30,9 +30,9 @@ import cv2
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from demo import demo_config, start_redis  # noqa: E402
+from demo import start_redis  # noqa: E402
 
-from edge_client.demo_video import generate  # noqa: E402
+from edge_client.demo_video import demo_edge_config, generate  # noqa: E402
 from edge_client.detect import PlateFrameDetector  # noqa: E402
 from edge_client.plates.normalize import normalize  # noqa: E402
 from edge_client.triton_client import AlprClient  # noqa: E402
@@ -131,7 +131,7 @@ def main() -> int:
     server = start_triton(REPO / "model_repository", work / "tritonserver.log")
     try:
         client = AlprClient(server.grpc_url)
-        config = demo_config(work, video, server.grpc_url, redis_url)
+        config = demo_edge_config(work, video, server.grpc_url, redis_url)
         print("detector only ...", file=sys.stderr)
         ceiling = detector_only(client, video)
         print("per-track (edge-client) ...", file=sys.stderr)

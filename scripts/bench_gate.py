@@ -34,9 +34,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from demo import demo_config, start_redis, wait_decisions  # noqa: E402
+from demo import start_redis, wait_decisions  # noqa: E402
 
-from edge_client.demo_video import generate  # noqa: E402
+from edge_client.demo_video import demo_edge_config, generate  # noqa: E402
 from edge_client.gate.process import demo_gate_config, start_gate  # noqa: E402
 from ensemble.server_process import start_triton  # noqa: E402
 
@@ -52,7 +52,7 @@ def run_client(
 ) -> tuple[dict[str, Any], float]:
     out = work / tag
     out.mkdir(parents=True, exist_ok=True)
-    cfg_path = demo_config(out, video, triton, redis_url)
+    cfg_path = demo_edge_config(out, video, triton, redis_url)
     cfg = yaml.safe_load(cfg_path.read_text())
     cam = cfg["cameras"]["demo"]
     cam["max_fps"] = fps

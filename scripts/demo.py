@@ -28,12 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
-from edge_client.demo_video import generate  # noqa: E402
+from edge_client.demo_video import demo_edge_config, generate  # noqa: E402
 from edge_client.gate.process import demo_gate_config, start_gate  # noqa: E402
 from ensemble.server_process import free_port, start_triton  # noqa: E402
 
@@ -50,26 +48,6 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
     )  # fmt: skip
     time.sleep(0.3)
     return proc, f"redis://127.0.0.1:{port}/0"
-
-
-def demo_config(out: Path, video: Path, triton_url: str, redis_url: str) -> Path:
-    base = yaml.safe_load((REPO / "config" / "edge.yaml").read_text())
-    cam = base["cameras"]["demo"]
-    cam["source"] = str(video)
-    cam["sinks"] = [
-        {"type": "jsonl", "path": str(out / "events.jsonl")},
-        {"type": "redis_stream", "stream": "alpr:events"},
-    ]
-    cfg = {
-        "triton": {"urls": [triton_url]},
-        "redis": {"url": redis_url},
-        "output_dir": str(out / "out"),
-        "status_interval_s": 5,
-        "cameras": {"demo": cam},
-    }
-    path = out / "edge-demo.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def video_demo(args: argparse.Namespace) -> int:
@@ -94,7 +72,7 @@ def video_demo(args: argparse.Namespace) -> int:
             gate_cfg = demo_gate_config(out / "gate", redis_url, port=args.port)
             gate = start_gate(gate_cfg, out / "gate" / "gate.log")
             print(f"gate dashboard: {gate.url}/", file=sys.stderr)
-        config = demo_config(out, video, server.grpc_url, redis_url)
+        config = demo_edge_config(out, video, server.grpc_url, redis_url)
         cmd = [str(BIN / "edge-client"), "--camera", "demo", "--config", str(config), "--fresh"]
         rc = subprocess.run(cmd).returncode
         if gate is not None:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
+from edge_client.demo_video import demo_edge_config
 from edge_client.gate.process import GateProcess, demo_gate_config, start_gate
 from ensemble.server_process import TritonProcess
 from tests.gate_browser import chrome, chrome_installed, screenshot_on_error, wait_css, wait_for
@@ -44,25 +44,6 @@ EXPECTED = {
     "RTX4E26": "unknown",
 }
 NEWLY_DENIED = "GKT3857"
-
-
-def edge_config(tmp: Path, video: Path, triton_url: str, redis_url: str) -> Path:
-    cam = yaml.safe_load((REPO / "config" / "edge.yaml").read_text())["cameras"]["demo"]
-    cam["source"] = str(video)
-    cam["sinks"] = [
-        {"type": "jsonl", "path": str(tmp / "events.jsonl")},
-        {"type": "redis_stream", "stream": "alpr:events"},
-    ]
-    cfg = {
-        "triton": {"urls": [triton_url]},
-        "redis": {"url": redis_url},
-        "output_dir": str(tmp / "out"),
-        "status_interval_s": 2,
-        "cameras": {"demo": cam},
-    }
-    path = tmp / "edge.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def run_edge(config: Path) -> None:
@@ -96,7 +77,7 @@ def test_demo_video_through_gate_dashboard(
     video, truth = demo
     assert {p["plate"] for p in truth["plates"]} == set(EXPECTED)
     redis, gate = site
-    config = edge_config(tmp_path, video, triton.grpc_url, redis.url)
+    config = demo_edge_config(tmp_path, video, triton.grpc_url, redis.url, status_interval_s=2)
     driver = chrome()
     try:
         with screenshot_on_error(driver, tmp_path / "failure"):
