@@ -156,15 +156,7 @@ class GateMerger:
             plate_camera=obs.camera,
             crop_path=obs.crop_path,
         )
-        if obs.direction is not None and not entry.overview_direction:
-            rec = rec.with_(direction=obs.direction)
-        if obs.dwell_s is not None:
-            rec = rec.with_(dwell_s=obs.dwell_s)
-        if not rec.vehicle_class:
-            rec = rec.with_(vehicle_class=obs.vehicle_class)
-        if rec.color is None:
-            rec = rec.with_(color=obs.color)
-        return self._store(entry, rec, obs, created=created)
+        return self._store(entry, self._complete(entry, rec, obs), obs, created=created)
 
     def _overview(self, obs: Observation) -> MergeResult:
         rid = self._overview_tracks.get(obs.track_id)
@@ -203,16 +195,16 @@ class GateMerger:
             entry = self._closed.pop(obs.track_id, None)
             if entry is None:
                 return None
-            entry.record = self._complete(entry, obs).with_(
+            entry.record = self._complete(entry, entry.record, obs).with_(
                 event_ids=(*entry.record.event_ids, obs.event_id)
             )
             return MergeResult(entry.record, created=False, decide=False)
-        return self._store(entry, self._complete(entry, obs), obs, created=False)
+        return self._store(entry, self._complete(entry, entry.record, obs), obs, created=False)
 
-    def _complete(self, entry: _Open, obs: Observation) -> VehicleRecord:
-        """A plate-camera track ended: its direction (unless the overview camera gave one),
-        dwell, and class/colour where still empty."""
-        rec = entry.record
+    @staticmethod
+    def _complete(entry: _Open, rec: VehicleRecord, obs: Observation) -> VehicleRecord:
+        """What a plate-camera observation adds to ``rec``: its direction (unless the
+        overview camera gave one), dwell, and class/colour where still empty."""
         changes: dict[str, object] = {}
         if obs.direction is not None and not entry.overview_direction:
             changes["direction"] = obs.direction
