@@ -73,38 +73,53 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@dataclass(frozen=True)
+class _ReadOutputs:
+    """The recogniser's output tensors of one result, converted once."""
+
+    texts: np.ndarray
+    confs: np.ndarray
+    chars: np.ndarray
+    alt_texts: np.ndarray | None  # optional runner-up outputs (PLATE_ALT_*)
+    alt_confs: np.ndarray | None
+
+    @classmethod
+    def of(cls, result: grpcclient.InferResult) -> _ReadOutputs:
+        return cls(
+            result.as_numpy("PLATE_TEXT"), result.as_numpy("PLATE_CONFIDENCE"),
+            result.as_numpy("PLATE_CHAR_CONFIDENCES"), result.as_numpy("PLATE_ALT_TEXT"),
+            result.as_numpy("PLATE_ALT_CONFIDENCES"),
+        )  # fmt: skip
+
+    def read(self, i: int, k: int, box: Box, det_score: float) -> PlateRead:
+        """Candidate ``k`` of image ``i``, with its runner-ups when they were requested
+        and line up with the text."""
+        text = _text(self.texts[i][k])
+        n = min(len(text), MAX_TEXT)
+        alts = ""
+        ac: tuple[float, ...] = ()
+        if self.alt_texts is not None and self.alt_confs is not None:
+            got = _text(self.alt_texts[i][k])
+            if len(got) == len(text) <= MAX_TEXT:  # else unusable: ignore
+                alts, ac = got, tuple(float(c) for c in self.alt_confs[i][k][: len(got)])
+        chars = tuple(float(c) for c in self.chars[i][k][:n])
+        return PlateRead(box, det_score, text, float(self.confs[i][k]), chars, alts, ac)
+
+
 def parse_plates(result: grpcclient.InferResult) -> list[list[PlateRead]]:
     """Turn an ``alpr`` (or plate_detector + plate_ocr) result into PlateReads per image;
     the optional runner-up outputs (``PLATE_ALT_*``) fill ``alternatives`` when present."""
     boxes = result.as_numpy("PLATE_BOXES")
     scores = result.as_numpy("PLATE_SCORES")
     counts = result.as_numpy("PLATE_COUNT")
-    texts = result.as_numpy("PLATE_TEXT")
-    confs = result.as_numpy("PLATE_CONFIDENCE")
-    chars = result.as_numpy("PLATE_CHAR_CONFIDENCES")
-    alt_texts = result.as_numpy("PLATE_ALT_TEXT")
-    alt_confs = result.as_numpy("PLATE_ALT_CONFIDENCES")
-    out = []
-    for i in range(len(counts)):
-        reads = []
-        for k in range(int(counts[i][0])):
-            text = _text(texts[i][k])
-            n = min(len(text), MAX_TEXT)
-            cc = tuple(float(c) for c in chars[i][k][:n])
-            alts = ""
-            ac: tuple[float, ...] = ()
-            if alt_texts is not None and alt_confs is not None:
-                got = _text(alt_texts[i][k])
-                if len(got) == len(text) <= MAX_TEXT:  # else unusable: ignore
-                    alts, ac = got, tuple(float(c) for c in alt_confs[i][k][: len(got)])
-            reads.append(
-                PlateRead(
-                    Box(*map(float, boxes[i][k])), float(scores[i][k]), text, float(confs[i][k]),
-                    cc, alts, ac,
-                )
-            )  # fmt: skip
-        out.append(reads)
-    return out
+    outputs = _ReadOutputs.of(result)
+    return [
+        [
+            outputs.read(i, k, Box(*map(float, boxes[i][k])), float(scores[i][k]))
+            for k in range(int(counts[i][0]))
+        ]
+        for i in range(len(counts))
+    ]
 
 
 class AlprClient:
@@ -248,22 +263,5 @@ class AlprClient:
         if alternatives:
             outputs += ALT_OUTPUTS
         res = self._infer("plate_ocr", [_bytes_tensor("PLATE_IMAGE", plates)], outputs)
-        texts, confs = res.as_numpy("PLATE_TEXT"), res.as_numpy("PLATE_CONFIDENCE")
-        chars = res.as_numpy("PLATE_CHAR_CONFIDENCES")
-        alt_texts = res.as_numpy("PLATE_ALT_TEXT") if alternatives else None
-        alt_confs = res.as_numpy("PLATE_ALT_CONFIDENCES") if alternatives else None
-        out = []
-        for i in range(len(plates)):
-            text = _text(texts[i][0])
-            n = min(len(text), MAX_TEXT)
-            alts = ""
-            ac: tuple[float, ...] = ()
-            if alt_texts is not None and alt_confs is not None:
-                got = _text(alt_texts[i][0])
-                if len(got) == len(text) <= MAX_TEXT:
-                    alts, ac = got, tuple(float(c) for c in alt_confs[i][0][: len(got)])
-            out.append(PlateRead(
-                Box(0.0, 0.0, 0.0, 0.0), 1.0, text, float(confs[i][0]),
-                tuple(float(c) for c in chars[i][0][:n]), alts, ac,
-            ))  # fmt: skip
-        return out
+        decoded = _ReadOutputs.of(res)
+        return [decoded.read(i, 0, Box(0.0, 0.0, 0.0, 0.0), 1.0) for i in range(len(plates))]
