@@ -84,6 +84,7 @@ def decode(data: bytes) -> np.ndarray | None:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
+Region = tuple[int, int, int, int]  # x1, y1, x2, y2 in photo pixels
 CASCADE_CONFIDENCE = 0.9  # a vehicle-crop read this sure that fits a format ends the search
 
 
@@ -96,7 +97,7 @@ def _shifted(reads: Sequence[PlateRead], ox: int, oy: int) -> list[PlateRead]:
 
 def confident(
     reads: Sequence[PlateRead], formats: Sequence[PlateFormat],
-    regions: Sequence[tuple[int, int, int, int]] = (),
+    regions: Sequence[Region] = (),
 ) -> bool:  # fmt: skip
     """The cascade's stop rule: a sure, format-fitting plate among ``reads``, not cut by
     the border of the vehicle crop it came from (``regions[i]`` is ``reads[i]``'s crop
@@ -121,28 +122,30 @@ def read_photo(
     coordinates (vehicles first). Vehicle crops are read first, as the edge client does;
     the whole photo is read too (a plate may sit outside every vehicle box) unless
     ``cascade`` is on and a vehicle crop already gave a sure, format-fitting plate."""
-    crops, origins, sizes = [], [], []
+    crops: list[bytes] = []
+    rects: list[Region] = []  # each crop's rectangle in the photo
     if frame is not None:
         for v in client.detect_vehicles([frame])[0][:max_vehicles]:
             x1, y1 = int(v.box.x1), int(v.box.y1)
             crop = frame[y1 : int(v.box.y2), x1 : int(v.box.x2)]
             if crop.size:
                 crops.append(encode_jpeg(crop, 90))
-                origins.append((x1, y1))
-                sizes.append((crop.shape[1], crop.shape[0]))
+                rects.append((x1, y1, x1 + crop.shape[1], y1 + crop.shape[0]))
     out: list[PlateRead] = []
+    regions: list[Region] = []  # the rectangle each read came from
+
+    def read(images: list[bytes], where: list[Region]) -> None:
+        for reads, rect in zip(client.read_plates(images), where, strict=True):
+            out.extend(_shifted(reads, rect[0], rect[1]))
+            regions.extend([rect] * len(reads))
+
     if crops and cascade:
-        regions: list[tuple[int, int, int, int]] = []
-        for reads, (ox, oy), (w, h) in zip(client.read_plates(crops), origins, sizes, strict=True):
-            out.extend(_shifted(reads, ox, oy))
-            regions.extend([(ox, oy, ox + w, oy + h)] * len(reads))
+        read(crops, rects)
         if confident(out, formats, regions):
             return out
-        crops, origins = [], []
-    crops.append(data)
-    origins.append((0, 0))
-    for reads, (ox, oy) in zip(client.read_plates(crops), origins, strict=True):
-        out.extend(_shifted(reads, ox, oy))
+        crops, rects = [], []
+    h, w = frame.shape[:2] if frame is not None else (0, 0)
+    read([*crops, data], [*rects, (0, 0, w, h)])
     return out
 
 
