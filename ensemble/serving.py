@@ -20,6 +20,7 @@ import numpy as np
 from . import text_det
 from .contracts import (
     COCO_VEHICLE_CLASSES,
+    DET_SIZE,
     MAX_DETECTIONS,
     MAX_IMAGE_SIDE,
     MAX_PLATES,
@@ -30,6 +31,7 @@ from .contracts import (
     InputError,
 )
 from .engines import (
+    REFINE_PARAMS,
     PlateProposer,
     PlateReader,
     RawNet,
@@ -302,17 +304,34 @@ def build_vehicle_detector(
 def build_plate_detector(
     args: Mapping[str, str], config: Mapping[str, Any], bls: BlsFactory | None = None
 ) -> PlateDetectorService:
-    """A YOLO plate model when provisioned (yolo_plate.onnx), else the PP-OCR proposer."""
+    """``engine`` ``auto`` (default): the YOLO plate model when provisioned
+    (``yolo_plate.onnx``), its boxes refined into text lines by the PP-OCR detector
+    (``refine: ppocr``; ``none`` reads the YOLO boxes as they are); else, or with
+    ``engine: ppocr``, the PP-OCR detector alone as the plate-region proposer."""
     p = model_params(args, config)
     vdir = version_dir(args)
     engine = p.get("engine", "auto")
+    if engine not in ("auto", "yolo", "ppocr"):
+        raise ValueError(f"plate_detector engine {engine!r}: use auto, yolo or ppocr")
     yolo_path = vdir / p.get("yolo_file", "yolo_plate.onnx")
+    det_path = vdir / p.get("det_file", "ppocr_det.onnx")
+    proposer: PlateProposer | YoloPlateProposer
     if engine == "yolo" or (engine == "auto" and yolo_path.is_file()):
-        proposer: PlateProposer | YoloPlateProposer = YoloPlateProposer(
-            yolo_path, threads=_threads(p), score_threshold=float(p.get("score_threshold", "0.3"))
+        refine = p.get("refine", "ppocr")
+        if refine not in ("ppocr", "none"):
+            raise ValueError(f"plate_detector refine {refine!r}: use ppocr or none")
+        proposer = YoloPlateProposer(
+            yolo_path,
+            threads=_threads(p),
+            score_threshold=float(p.get("score_threshold", "0.25")),
+            refine=PlateProposer(det_path, threads=_threads(p), params=REFINE_PARAMS)
+            if refine == "ppocr"
+            else None,
+            min_size=int(p.get("yolo_min_size", "320")),
+            max_size=int(p.get("yolo_max_size", str(DET_SIZE))),
         )
     else:
-        proposer = PlateProposer(vdir / p.get("det_file", "ppocr_det.onnx"), threads=_threads(p))
+        proposer = PlateProposer(det_path, threads=_threads(p))
     log.info("plate_detector engine: %s", type(proposer).__name__)
     return PlateDetectorService(proposer)
 

@@ -9,6 +9,7 @@ side by side (``stacked_pairs``), next to the single-line candidates.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,6 +230,27 @@ class Proposals:
     def take(self, index: np.ndarray | list[int]) -> Proposals:
         idx = np.asarray(index, np.int64)
         return Proposals(self.quads[idx], self.scores[idx], self.lines[idx], self.rows[idx])
+
+    def first(self, n: int) -> Proposals:
+        return self.take(list(range(min(n, len(self)))))
+
+    def shifted(self, dx: float, dy: float) -> Proposals:
+        """The same candidates found in a crop whose top-left corner is at (dx, dy)."""
+        d = np.array([dx, dy], np.float32)
+        return Proposals(self.quads + d, self.scores, self.lines + d, self.rows)
+
+    def rescored(self, score: float) -> Proposals:
+        """The same candidates, each scored ``score`` (e.g. their plate box's score)."""
+        return Proposals(self.quads, np.full(len(self), score, np.float32), self.lines, self.rows)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Proposals]) -> Proposals:
+        if not parts:
+            return cls.single(np.zeros((0, 4, 2), np.float32), np.zeros((0,), np.float32))
+        return cls(
+            np.concatenate([p.quads for p in parts]), np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.lines for p in parts]), np.concatenate([p.rows for p in parts]),
+        )  # fmt: skip
 
 
 def _line_rotation(quads: np.ndarray) -> np.ndarray:

@@ -264,6 +264,10 @@ def correct(
 MAX_HYPOTHESES = 16
 """Hypotheses ``rescore`` tries at most: every subset of the 4 least sure positions."""
 
+MAX_DELETIONS = 2
+"""Spurious-character hypotheses ``rescore`` tries: the read without one of its this many
+least sure characters (a plate's emblem, flag or band read as a character)."""
+
 FIT_BONUS = 2.0
 """Log-score bonus of a hypothesis some format fits (added to the log of its fit score)."""
 
@@ -283,6 +287,7 @@ class Rescored:
     fit: float  # the format's ``correct`` score (weight x substitution penalty), 0 if none
     score: float
     substituted: tuple[int, ...]
+    deleted: int | None = None  # the position of ``text`` dropped as spurious, if any
 
 
 def _clamped(values: Sequence[float]) -> list[float]:
@@ -356,4 +361,35 @@ def rescore(
         if best is None or (score, -len(taken)) > (best.score, -len(best.substituted)):
             best = Rescored(hyp, tuple(probs), fmt, fit, score, taken)
     assert best is not None
+    if formats:
+        dropped = _deletions(text, confs, alt_p, formats, protect, bonus, max_subs)
+        best = max([best, *dropped],
+                   key=lambda r: r.score)  # fmt: skip
     return best
+
+
+def _deletions(
+    text: str, confs: Sequence[float], alt_p: Sequence[float], formats: Sequence[PlateFormat],
+    protect: float, bonus: float, max_subs: int,
+) -> list[Rescored]:  # fmt: skip
+    """Hypotheses without one spurious character: for each of the ``MAX_DELETIONS`` least
+    sure positions (confidence below ``protect``), the read without it, when some format
+    fits the rest. Scored like ``rescore``'s hypotheses, the dropped character costing
+    ``log(1 - p)``, ``p`` the probability that some character is there at all (the read
+    one's plus its runner-up's, ``alt_p``, when known): a position the recogniser was
+    unsure held anything is cheap to drop, one torn between two characters is not."""
+    lengths = {len(f.pattern) for f in formats}
+    if len(text) - 1 not in lengths:
+        return []
+    unsure = sorted((i for i in range(len(text)) if confs[i] < protect), key=lambda i: confs[i])
+    out = []
+    for i in unsure[:MAX_DELETIONS]:
+        hyp, probs = text[:i] + text[i + 1 :], [*confs[:i], *confs[i + 1 :]]
+        _, fmt, fit = correct(hyp, formats, probs, max_subs=max_subs, protect=protect)
+        if fmt is None:
+            continue
+        score = sum(math.log(max(p, _LOG_FLOOR)) for p in probs)
+        present = min(1.0, confs[i] + (alt_p[i] if alt_p else 0.0))
+        score += math.log(max(1.0 - present, _LOG_FLOOR)) + bonus + math.log(max(fit, _LOG_FLOOR))
+        out.append(Rescored(hyp, tuple(probs), fmt, fit, round(score, 9), (), i))
+    return out
