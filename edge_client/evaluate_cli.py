@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     ph.add_argument("--summary", type=Path, help="also write the summary JSON here")
     ph.add_argument("--quiet", action="store_true")
     ph.add_argument(
-        "--cascade", action="store_true",
-        help="read the whole photo only when no vehicle crop gave a sure plate (faster)",
+        "--cascade", action=argparse.BooleanOptionalAction, default=True,
+        help="read the whole photo only when no vehicle crop gave a sure plate (the "
+        "default, the edge client's path); --no-cascade reads it always",
     )  # fmt: skip
     vi = sub.add_parser("video", help="score an edge-client run against ground truth")
     vi.add_argument("--events", type=Path, required=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -114,6 +115,12 @@ class VehicleDetector:
         return results
 
 
+class Proposer(Protocol):
+    """Plate candidates per image (what ``plate_detector`` serves)."""
+
+    def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[text_det.Proposals]: ...
+
+
 class PlateProposer:
     """PP-OCR DB text detector proposing plate regions in a vehicle crop or frame."""
 
@@ -195,16 +202,17 @@ class YoloPlateProposer:
 
     The network may have a dynamic input side (an Ultralytics export with
     ``dynamic=True``): each image is then letterboxed to :func:`yolo_size`; a fixed-size
-    network gets its own size.
+    network (or a ``net`` callable, e.g. a TensorRT engine over BLS) gets its own size.
     """
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         *,
         threads: int | None = None,
         score_threshold: float = 0.25,
-        refine: PlateProposer | None = None,
+        refine: Proposer | None = None,
+        net: RawNet | None = None,
         min_size: int = 320,
         max_size: int = DET_SIZE,
         margin: tuple[float, float] = (0.08, 0.25),
@@ -212,7 +220,7 @@ class YoloPlateProposer:
         keep_box: bool = False,
     ) -> None:
         self.detector = VehicleDetector(
-            path, threads=threads, score_threshold=score_threshold, classes=(0,)
+            path, threads=threads, score_threshold=score_threshold, classes=(0,), net=net
         )
         self.refine = refine
         self.min_size, self.max_size = min_size, max_size

