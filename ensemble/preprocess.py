@@ -79,6 +79,42 @@ def rectify(image: np.ndarray, quad: np.ndarray, max_width: int = REC_WIDTH) -> 
     )
 
 
+# The blue EU band at the left of a European plate (stars, country code): OpenCV hue
+# range (0-180) and the least saturation / value counted as band blue.
+BAND_HUE = (95, 135)
+BAND_MIN_SAT, BAND_MIN_VAL = 80, 40
+BAND_MAX_WIDTH = 0.22  # the band is at most this share of the text line's width
+BAND_START = 0.08  # ... and starts within this share from the left edge
+
+
+def trim_band(line: np.ndarray) -> np.ndarray:
+    """A rectified text line without the blue EU band at its left end (whose country code
+    a recogniser reads as extra characters, ``PWX52874`` for ``PL WX 52874``).
+
+    The band is a run of columns mostly band-blue (``BAND_HUE``) that starts near the left
+    edge (``BAND_START``), is narrower than ``BAND_MAX_WIDTH`` of the line and is followed
+    by columns that are not blue (all measured on the middle three fifths of the rows, the
+    margins may show the car); a plate that is blue all over (some diplomatic and older
+    plates) keeps its crop. Grey images pass through unchanged."""
+    if line.ndim != 3 or line.shape[2] != 3 or line.shape[1] < 20:
+        return line
+    rows = line.shape[0]
+    hsv = cv2.cvtColor(line[rows // 5 : rows - rows // 5], cv2.COLOR_BGR2HSV)  # no margins
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    blue = (h >= BAND_HUE[0]) & (h <= BAND_HUE[1]) & (s >= BAND_MIN_SAT) & (v >= BAND_MIN_VAL)
+    share = blue.mean(axis=0)  # per column
+    width = line.shape[1]
+    start = next((c for c in range(int(BAND_START * width) + 1) if share[c] > 0.5), None)
+    if start is None:
+        return line
+    end = start
+    while end < width and share[end] > 0.25:
+        end += 1
+    if end - start > BAND_MAX_WIDTH * width or share[end:].mean() > 0.15:
+        return line
+    return line[:, end:]
+
+
 def _pad(text: np.ndarray) -> np.ndarray:
     out = np.full((REC_HEIGHT, REC_WIDTH, 3), 128, dtype=np.uint8)
     out[:, : text.shape[1]] = text
@@ -92,7 +128,7 @@ def rec_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     with cubic interpolation) and the rest is padded with mid-grey, which the recogniser's
     normalisation maps to 0, as PaddleOCR pads.
     """
-    return _pad(rectify(image, quad))
+    return _pad(trim_band(rectify(image, quad)))
 
 
 LINE_GAP = 8  # px of plate background between joined lines (each line brings its margins)
