@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,9 +25,14 @@ def photos(args: argparse.Namespace) -> int:
     formats = select(load_formats(), args.regions)
     server = None
     url = args.url
+    if args.plate_engine and not args.start_server:
+        print("alpr-evaluate: --plate-engine needs --start-server", file=sys.stderr)
+        return 2
     if args.start_server:
         from ensemble.server_process import start_triton
 
+        if args.plate_engine:  # read by plate_detector's model.py (server environment)
+            os.environ["OVR_ALPR_PLATE_ENGINE"] = args.plate_engine
         server = start_triton(REPO / "model_repository", args.out / "tritonserver.log")
         url = server.grpc_url
     try:
@@ -47,7 +53,7 @@ def photos(args: argparse.Namespace) -> int:
         if server:
             server.stop()
     summary = {**summarise(results), "regions": args.regions, "folder": str(args.folder),
-               "cascade": args.cascade}  # fmt: skip
+               "cascade": args.cascade, "plate_engine": args.plate_engine or "config"}  # fmt: skip
     report = write_report(args.out, summary, results, crops)
     if args.summary:
         args.summary.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         "--cascade", action=argparse.BooleanOptionalAction, default=True,
         help="read the whole photo only when no vehicle crop gave a sure plate (the "
         "default, the edge client's path); --no-cascade reads it always",
+    )  # fmt: skip
+    ph.add_argument(
+        "--plate-engine", choices=["auto", "yolo", "ppocr"],
+        help="with --start-server: plate_detector's engine for this run (default: its config)",
     )  # fmt: skip
     vi = sub.add_parser("video", help="score an edge-client run against ground truth")
     vi.add_argument("--events", type=Path, required=True)

@@ -243,7 +243,9 @@ class YoloPlateProposer:
         for size in sorted(set(sizes)):
             idxs = [i for i, s in enumerate(sizes) if s == size]
             boxed = np.stack([letterbox(images_bgr[i][..., ::-1], size)[0] for i in idxs])
-            hws: list[tuple[int, int] | None] = [images_bgr[i].shape[:2] for i in idxs]
+            hws: list[tuple[int, int] | None] = [
+                (images_bgr[i].shape[0], images_bgr[i].shape[1]) for i in idxs
+            ]
             for i, (boxes, scores, _) in zip(idxs, self.detector.detect(boxed, hws), strict=True):
                 out[i] = (boxes[:MAX_PLATES], scores[:MAX_PLATES])
         return out
@@ -255,7 +257,8 @@ class YoloPlateProposer:
         crops, owners, origins = [], [], []
         for i, (image, (boxes, _)) in enumerate(zip(images_bgr, located, strict=True)):
             for k, box in enumerate(boxes):
-                x1, y1, x2, y2 = expand_box(box, image.shape[:2], *self.margin)
+                hw = (image.shape[0], image.shape[1])
+                x1, y1, x2, y2 = expand_box(box, hw, *self.margin)
                 if x2 - x1 >= 4 and y2 - y1 >= 4:
                     crops.append(image[y1:y2, x1:x2])
                     owners.append((i, k))

@@ -10,6 +10,7 @@ batched run fails so one poisoned item cannot fail its neighbours.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,10 +308,12 @@ def build_plate_detector(
     """``engine`` ``auto`` (default): the YOLO plate model when provisioned
     (``yolo_plate.onnx``), its boxes refined into text lines by the PP-OCR detector
     (``refine: ppocr``; ``none`` reads the YOLO boxes as they are); else, or with
-    ``engine: ppocr``, the PP-OCR detector alone as the plate-region proposer."""
+    ``engine: ppocr``, the PP-OCR detector alone as the plate-region proposer.
+    ``OVR_ALPR_PLATE_ENGINE`` in the server's environment overrides the config's
+    ``engine`` (A/B runs and benchmarks)."""
     p = model_params(args, config)
     vdir = version_dir(args)
-    engine = p.get("engine", "auto")
+    engine = os.environ.get("OVR_ALPR_PLATE_ENGINE") or p.get("engine", "auto")
     if engine not in ("auto", "yolo", "ppocr"):
         raise ValueError(f"plate_detector engine {engine!r}: use auto, yolo or ppocr")
     yolo_path = vdir / p.get("yolo_file", "yolo_plate.onnx")

@@ -197,3 +197,82 @@ def test_real_photographs_plates_found(yolo_plate: Path, openalpr_eu: Path) -> N
         # YOLO boxes include the plate's frame: the label must lie (mostly) inside one
         found += any(Box(*b).iou(label.box) >= 0.3 for b in boxes)
     assert found >= len(labels) - 1
+
+
+# --- the EU band -------------------------------------------------------------------------
+BAND_BLUE, WHITE_BG, BODY = (160, 60, 20), (235, 235, 235), (140, 60, 40)  # BGR
+
+
+def line_image(band: int = 0, background: tuple[int, int, int] = WHITE_BG, margin: int = 0,
+               width: int = 200) -> np.ndarray:  # fmt: skip
+    """A rectified 48-row text line: ``band`` blue columns at the left (with two white
+    'country code' strokes), dark glyph strokes, ``margin`` rows of blue car body above
+    and below."""
+    img = np.full((48, width, 3), background, np.uint8)
+    img[:, :band] = BAND_BLUE
+    if band:
+        img[20:28, band // 3 : band // 3 + 3] = 255
+    for x in range(band + 10, width - 10, 16):
+        img[12:36, x : x + 4] = 20
+    img[:margin], img[48 - margin :] = BODY, BODY
+    return img
+
+
+@pytest.mark.parametrize(
+    ("image", "cut"),
+    [
+        (line_image(band=30), 30),  # band removed
+        (line_image(band=30, margin=6), 30),  # the car around the plate does not count
+        (line_image(), 0),  # no band
+        (line_image(band=80), 0),  # too wide to be a band
+        (line_image(band=30, background=BAND_BLUE), 0),  # a plate blue all over
+        (np.full((48, 200, 3), 128, np.uint8), 0),  # grey
+    ],
+)
+def test_trim_band(image: np.ndarray, cut: int) -> None:
+    from ensemble.preprocess import trim_band
+
+    out = trim_band(image)
+    assert out.shape[1] == image.shape[1] - cut
+    assert (out == image[:, cut:]).all()
+
+
+# --- engine selection (model config + environment) -------------------------------------
+@pytest.mark.parametrize(
+    ("engine", "env", "refine", "expected"),
+    [
+        ("auto", None, "ppocr", ("YoloPlateProposer", True)),
+        ("auto", None, "none", ("YoloPlateProposer", False)),
+        ("ppocr", None, "ppocr", ("PlateProposer", False)),
+        ("auto", "ppocr", "ppocr", ("PlateProposer", False)),  # the environment wins
+        ("ppocr", "yolo", "ppocr", ("YoloPlateProposer", True)),
+    ],
+)
+def test_plate_detector_engine_choice(
+    yolo_plate: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    engine: str,
+    env: str | None,
+    refine: str,
+    expected: tuple[str, bool],
+) -> None:
+    from ensemble.serving import build_plate_detector
+
+    if env:
+        monkeypatch.setenv("OVR_ALPR_PLATE_ENGINE", env)
+    else:
+        monkeypatch.delenv("OVR_ALPR_PLATE_ENGINE", raising=False)
+    params = {"engine": engine, "refine": refine, "intra_op_threads": "1"}
+    config = {"parameters": {k: {"string_value": v} for k, v in params.items()}}
+    args = {"model_repository": str(yolo_plate.parent.parent), "model_version": "1"}
+    proposer = build_plate_detector(args, config).proposer
+    refined = getattr(proposer, "refine", None) is not None
+    assert (type(proposer).__name__, refined) == expected
+
+
+def test_plate_detector_unknown_engine_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ensemble.serving import build_plate_detector
+
+    monkeypatch.setenv("OVR_ALPR_PLATE_ENGINE", "tesseract")
+    with pytest.raises(ValueError, match="auto, yolo or ppocr"):
+        build_plate_detector({"model_repository": "/nonexistent", "model_version": "1"}, {})
