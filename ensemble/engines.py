@@ -196,9 +196,11 @@ class YoloPlateProposer:
     a recogniser reads best from a tight, level text line. With ``refine`` (a
     :class:`PlateProposer`), each box, grown by ``margin``, is searched for text lines
     (fragments joined, two stacked rows paired, tilt kept) and those become the
-    candidates, best first, followed by the YOLO box itself (what is read when no line
-    is found, or when the lines are only a part of the plate). Candidates of a better
-    YOLO box come first; at most ``MAX_PLATES`` per image.
+    candidates, best first (with ``keep_box``, followed by the YOLO box itself; the box is
+    read anyway when no line is found). A line that runs into the left or right side of
+    its region (a YOLO box around only part of a long plate) is looked for again in the
+    region grown by ``grow`` of its width on that side. Candidates of a better YOLO box
+    come first; at most ``MAX_PLATES`` per image.
 
     The network may have a dynamic input side (an Ultralytics export with
     ``dynamic=True``): each image is then letterboxed to :func:`yolo_size`; a fixed-size
@@ -218,6 +220,7 @@ class YoloPlateProposer:
         margin: tuple[float, float] = (0.08, 0.25),
         lines_per_plate: int = 2,
         keep_box: bool = False,
+        grow: float = 0.5,
     ) -> None:
         self.detector = VehicleDetector(
             path, threads=threads, score_threshold=score_threshold, classes=(0,), net=net
@@ -227,6 +230,7 @@ class YoloPlateProposer:
         self.margin = margin
         self.lines_per_plate = lines_per_plate
         self.keep_box = keep_box
+        self.grow = grow
 
     def locate(self, images_bgr: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per image the YOLO plate boxes (xyxy, source px) and scores, best first; images
@@ -250,22 +254,57 @@ class YoloPlateProposer:
                 out[i] = (boxes[:MAX_PLATES], scores[:MAX_PLATES])
         return out
 
+    def _lines(
+        self, images_bgr: Sequence[np.ndarray], regions: dict[tuple[int, int], np.ndarray]
+    ) -> dict[tuple[int, int], text_det.Proposals]:
+        """Text lines found by ``refine`` in each region (x1, y1, x2, y2) of image ``i``,
+        keyed ``(i, k)``, in image coordinates; regions under 4 px are skipped."""
+        keys = [key for key, (x1, y1, x2, y2) in regions.items() if x2 - x1 >= 4 and y2 - y1 >= 4]
+        crops = []
+        for i, k in keys:
+            x1, y1, x2, y2 = regions[(i, k)]
+            crops.append(images_bgr[i][y1:y2, x1:x2])
+        assert self.refine is not None
+        found = self.refine.propose_many(crops) if crops else []
+        return {
+            key: props.first(self.lines_per_plate).shifted(*regions[key][:2])
+            for key, props in zip(keys, found, strict=True)
+        }
+
+    def _widened(
+        self, lines: text_det.Proposals, region: np.ndarray, hw: tuple[int, int]
+    ) -> np.ndarray | None:
+        """``region`` grown by ``grow`` of its width on each side that a line runs into
+        (a YOLO box may hold only part of a long plate), or None when no line touches a
+        side that can grow."""
+        x1, y1, x2, y2 = (int(v) for v in region)
+        if not len(lines):
+            return None
+        left = float(lines.quads[..., 0].min()) <= x1 + 1 and x1 > 0
+        right = float(lines.quads[..., 0].max()) >= x2 - 2 and x2 < hw[1]
+        if not (left or right):
+            return None
+        d = round(self.grow * (x2 - x1))
+        x1, x2 = (max(0, x1 - d) if left else x1), (min(hw[1], x2 + d) if right else x2)
+        return np.array([x1, y1, x2, y2])
+
     def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[text_det.Proposals]:
         located = self.locate(images_bgr)
         if self.refine is None:
             return [text_det.Proposals.single(box_quads(b), s) for b, s in located]
-        crops, owners, origins = [], [], []
-        for i, (image, (boxes, _)) in enumerate(zip(images_bgr, located, strict=True)):
-            for k, box in enumerate(boxes):
-                hw = (image.shape[0], image.shape[1])
-                x1, y1, x2, y2 = expand_box(box, hw, *self.margin)
-                if x2 - x1 >= 4 and y2 - y1 >= 4:
-                    crops.append(image[y1:y2, x1:x2])
-                    owners.append((i, k))
-                    origins.append((x1, y1))
-        found = self.refine.propose_many(crops) if crops else []
-        lines: dict[tuple[int, int], text_det.Proposals] = dict(zip(owners, found, strict=True))
-        shift = dict(zip(owners, origins, strict=True))
+        hws = [(im.shape[0], im.shape[1]) for im in images_bgr]
+        regions = {
+            (i, k): expand_box(box, hws[i], *self.margin)
+            for i, (boxes, _) in enumerate(located)
+            for k, box in enumerate(boxes)
+        }
+        lines = self._lines(images_bgr, regions)
+        wider = {}
+        for key, found in lines.items():
+            grown = self._widened(found, regions[key], hws[key[0]])
+            if grown is not None:
+                wider[key] = grown
+        lines.update({k: v for k, v in self._lines(images_bgr, wider).items() if len(v)})
         out = []
         for i, (boxes, scores) in enumerate(located):
             parts = []
@@ -273,10 +312,7 @@ class YoloPlateProposer:
                 whole = text_det.Proposals.single(box_quads(boxes[k : k + 1]), scores[k : k + 1])
                 inner = lines.get((i, k))
                 if inner is not None and len(inner):
-                    ox, oy = shift[(i, k)]
-                    parts.append(
-                        inner.first(self.lines_per_plate).shifted(ox, oy).rescored(float(scores[k]))
-                    )
+                    parts.append(inner.rescored(float(scores[k])))
                     if self.keep_box:
                         parts.append(whole)
                 else:

@@ -149,6 +149,39 @@ def test_box_is_read_where_no_line_is_found() -> None:
     )
 
 
+class LeftCutLines(FakeLines):
+    """Finds a line running into the left side of a crop narrower than 120 px (part of
+    a long plate), and the whole line, in its middle, in a wider crop."""
+
+    def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[text_det.Proposals]:
+        out = []
+        for im in images_bgr:
+            h, w = im.shape[:2]
+            self.crops.append((h, w))
+            x1 = 0 if w < 120 else w / 6
+            line = box_quads(np.array([[x1, h / 3, w - w / 6, 2 * h / 3]], np.float32))
+            out.append(text_det.Proposals.single(line, [0.99]))
+        return out
+
+
+@pytest.mark.parametrize(
+    ("cx", "crops", "x1"),
+    [
+        (320, [(40, 100), (40, 150)], 245),  # grown by half its width on the left
+        (50, [(40, 100)], 0),  # at the image's left edge: nothing to grow into
+    ],
+)
+def test_a_line_cut_by_its_region_is_looked_for_again_wider(
+    cx: float, crops: list[tuple[int, int]], x1: float
+) -> None:
+    net = FakeNet([(cx, 320, 100, 40, 0.9)])
+    lines = LeftCutLines()
+    prop = YoloPlateProposer(None, net=net, refine=lines, margin=(0.0, 0.0))
+    (p,) = prop.propose_many([np.zeros((640, 640, 3), np.uint8)])
+    assert lines.crops == crops
+    assert len(p) == 1 and text_det.quad_to_box(p.quads)[0][0] == pytest.approx(x1)
+
+
 def test_at_most_max_plates_candidates() -> None:
     net = FakeNet([(40 + 60 * k, 100, 40, 16, 0.9 - 0.01 * k) for k in range(9)])
     prop = YoloPlateProposer(None, net=net, refine=FakeLines(), keep_box=True)
