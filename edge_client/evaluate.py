@@ -86,6 +86,7 @@ def decode(data: bytes) -> np.ndarray | None:
 
 Region = tuple[int, int, int, int]  # x1, y1, x2, y2 in photo pixels
 CASCADE_CONFIDENCE = 0.9  # a vehicle-crop read this sure that fits a format ends the search
+CASCADE_MIN_CHAR = 0.75  # ... with no character less sure than this
 
 
 def _shifted(reads: Sequence[PlateRead], ox: int, oy: int) -> list[PlateRead]:
@@ -101,9 +102,13 @@ def confident(
 ) -> bool:  # fmt: skip
     """The cascade's stop rule: a sure, format-fitting plate among ``reads``, not cut by
     the border of the vehicle crop it came from (``regions[i]`` is ``reads[i]``'s crop
-    rectangle in photo pixels; a plate touching it may be truncated)."""
+    rectangle in photo pixels; a plate touching it may be truncated). Sure: confidence
+    ``CASCADE_CONFIDENCE`` overall and no character under ``CASCADE_MIN_CHAR`` (one
+    doubtful character may be a spurious one, e.g. an emblem)."""
     choice = choose(reads, formats) if formats else None
     if choice is None or choice.read.confidence < CASCADE_CONFIDENCE:
+        return False
+    if min(choice.char_confidences, default=0.0) < CASCADE_MIN_CHAR:
         return False
     if correct(choice.text, formats, choice.char_confidences)[2] <= 0:
         return False

@@ -42,26 +42,30 @@ def test_score_video(events: list[str], expected: dict[str, int]) -> None:
     assert {k: got[k] for k in expected} == expected
 
 
-def _read(text: str, conf: float, box: tuple[float, float, float, float]) -> PlateRead:
-    return PlateRead(Box(*box), 0.9, text, conf, (conf,) * len(text))
+def _read(
+    text: str, conf: float, box: tuple[float, float, float, float], weakest: float = 1.0
+) -> PlateRead:
+    chars = (conf,) * (len(text) - 1) + (min(conf, weakest),)
+    return PlateRead(Box(*box), 0.9, text, conf, chars)
 
 
 @pytest.mark.parametrize(
-    ("text", "conf", "box", "sure"),
+    ("text", "conf", "box", "sure", "weakest"),
     [
-        ("KV65BZR", 0.98, (50, 80, 150, 100), True),  # sure, fits UK, inside its crop
-        ("KV65BZR", 0.70, (50, 80, 150, 100), False),  # not sure enough
-        ("KV65BZRX9Q", 0.98, (50, 80, 150, 100), False),  # fits no format
-        ("KV65BZR", 0.98, (1, 80, 150, 100), False),  # touches the crop's left border
-        ("KV65BZR", 0.98, (50, 80, 199, 100), False),  # touches the right border
+        ("KV65BZR", 0.98, (50, 80, 150, 100), True, 1.0),  # sure, fits UK, inside its crop
+        ("KV65BZR", 0.70, (50, 80, 150, 100), False, 1.0),  # not sure enough
+        ("KV65BZR", 0.95, (50, 80, 150, 100), False, 0.6),  # one doubtful character
+        ("KV65BZRX9Q", 0.98, (50, 80, 150, 100), False, 1.0),  # fits no format
+        ("KV65BZR", 0.98, (1, 80, 150, 100), False, 1.0),  # touches the crop's left border
+        ("KV65BZR", 0.98, (50, 80, 199, 100), False, 1.0),  # touches the right border
     ],
-    ids=["sure", "unsure", "no-format", "cut-left", "cut-right"],
+    ids=["sure", "unsure", "doubtful-char", "no-format", "cut-left", "cut-right"],
 )
 def test_cascade_stop_rule(
-    text: str, conf: float, box: tuple[float, float, float, float], sure: bool
+    text: str, conf: float, box: tuple[float, float, float, float], sure: bool, weakest: float
 ) -> None:
     formats = select(load_formats(), ["uk", "eu"])
-    assert confident([_read(text, conf, box)], formats, [(0, 0, 200, 120)]) is sure
+    assert confident([_read(text, conf, box, weakest)], formats, [(0, 0, 200, 120)]) is sure
     assert confident([], formats) is False
 
 
