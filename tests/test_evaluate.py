@@ -90,14 +90,14 @@ def test_video_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_accuracy_smoke_openalpr_eu(
     triton: TritonProcess, openalpr_eu: Path, tmp_path: Path
 ) -> None:
-    """Measured: exact 0.926, O/0-I/1 equal 1.00, detection recall 1.00, character
-    accuracy 0.988 (see bench/results/accuracy-openalpr-eu.json); floors a few points
-    below."""
+    """Measured (default engine, cascade): exact 0.935, O/0-I/1 equal 1.00, detection
+    recall 1.00, character accuracy 0.989 (bench/results/accuracy-openalpr-eu.json);
+    floors a few points below."""
     rc = main(["photos", str(openalpr_eu), "--url", triton.grpc_url, "--out", str(tmp_path),
                "--summary", str(tmp_path / "s.json"), "--quiet"])  # fmt: skip
     assert rc == 0
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["images"] == 108
-    assert s["exact"] >= 0.9 and s["exact_o0_i1_equal"] >= 0.97
+    assert s["exact"] >= 0.91 and s["exact_o0_i1_equal"] >= 0.97
     assert s["detection_recall"] >= 0.97 and s["char_accuracy"] >= 0.96
     assert (tmp_path / "report.html").is_file() and (tmp_path / "chart.png").is_file()
