@@ -6,6 +6,7 @@ so the server and the ceiling run exactly the same code.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -131,6 +132,12 @@ class PlateProposer:
         self.input_name = self.sess.get_inputs()[0].name
         self.params = params or text_det.DBParams()
 
+    def with_params(self, params: text_det.DBParams) -> PlateProposer:
+        """The same network (one session) with other post-processing knobs."""
+        other = copy.copy(self)
+        other.params = params
+        return other
+
     def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[text_det.Proposals]:
         """Per image its plate candidates; images of equal resized shape share a run."""
         prepared = [text_det.det_resize(im, self.params) for im in images_bgr]
@@ -202,6 +209,11 @@ class YoloPlateProposer:
     region grown by ``grow`` of its width on that side. Candidates of a better YOLO box
     come first; at most ``MAX_PLATES`` per image.
 
+    With ``fallback`` (e.g. the PP-OCR proposer), an image in which YOLO finds no plate
+    and whose long side is at most ``fallback_max_side`` (a vehicle crop or a photo sent
+    to be read, not a camera frame scanned for plates, which is mostly empty) gets the
+    fallback's candidates instead: a plate style the YOLO model never saw is still read.
+
     The network may have a dynamic input side (an Ultralytics export with
     ``dynamic=True``): each image is then letterboxed to :func:`yolo_size`; a fixed-size
     network (or a ``net`` callable, e.g. a TensorRT engine over BLS) gets its own size.
@@ -221,6 +233,8 @@ class YoloPlateProposer:
         lines_per_plate: int = 2,
         keep_box: bool = False,
         grow: float = 0.5,
+        fallback: Proposer | None = None,
+        fallback_max_side: int = 1024,
     ) -> None:
         self.detector = VehicleDetector(
             path, threads=threads, score_threshold=score_threshold, classes=(0,), net=net
@@ -231,6 +245,7 @@ class YoloPlateProposer:
         self.lines_per_plate = lines_per_plate
         self.keep_box = keep_box
         self.grow = grow
+        self.fallback, self.fallback_max_side = fallback, fallback_max_side
 
     def locate(self, images_bgr: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per image the YOLO plate boxes (xyxy, source px) and scores, best first; images
@@ -289,6 +304,19 @@ class YoloPlateProposer:
         return np.array([x1, y1, x2, y2])
 
     def propose_many(self, images_bgr: Sequence[np.ndarray]) -> list[text_det.Proposals]:
+        out = self._propose(images_bgr)
+        if self.fallback is not None:
+            blind = [
+                i for i, (props, im) in enumerate(zip(out, images_bgr, strict=True))
+                if not len(props) and max(im.shape[:2]) <= self.fallback_max_side
+            ]  # fmt: skip
+            if blind:
+                found = self.fallback.propose_many([images_bgr[i] for i in blind])
+                for i, props in zip(blind, found, strict=True):
+                    out[i] = props
+        return out
+
+    def _propose(self, images_bgr: Sequence[np.ndarray]) -> list[text_det.Proposals]:
         located = self.locate(images_bgr)
         if self.refine is None:
             return [text_det.Proposals.single(box_quads(b), s) for b, s in located]

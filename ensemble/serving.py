@@ -307,8 +307,9 @@ def build_plate_detector(
 ) -> PlateDetectorService:
     """``engine`` ``auto`` (default): the YOLO plate model when provisioned
     (``yolo_plate.onnx``), its boxes refined into text lines by the PP-OCR detector
-    (``refine: ppocr``; ``none`` reads the YOLO boxes as they are); else, or with
-    ``engine: ppocr``, the PP-OCR detector alone as the plate-region proposer.
+    (``refine: ppocr``; ``none`` reads the YOLO boxes as they are), the PP-OCR proposer
+    reading images up to ``fallback_max_side`` px (0: off) where YOLO saw no plate; else,
+    or with ``engine: ppocr``, the PP-OCR detector alone as the plate-region proposer.
     ``OVR_ALPR_PLATE_ENGINE`` in the server's environment overrides the config's
     ``engine`` (A/B runs and benchmarks)."""
     p = model_params(args, config)
@@ -321,17 +322,19 @@ def build_plate_detector(
     proposer: PlateProposer | YoloPlateProposer
     if engine == "yolo" or (engine == "auto" and yolo_path.is_file()):
         refine = p.get("refine", "ppocr")
+        fallback_side = int(p.get("fallback_max_side", "1024"))
         if refine not in ("ppocr", "none"):
             raise ValueError(f"plate_detector refine {refine!r}: use ppocr or none")
+        text = PlateProposer(det_path, threads=_threads(p))  # one session, two uses
         proposer = YoloPlateProposer(
             yolo_path,
             threads=_threads(p),
             score_threshold=float(p.get("score_threshold", "0.25")),
-            refine=PlateProposer(det_path, threads=_threads(p), params=REFINE_PARAMS)
-            if refine == "ppocr"
-            else None,
+            refine=text.with_params(REFINE_PARAMS) if refine == "ppocr" else None,
             min_size=int(p.get("yolo_min_size", "320")),
             max_size=int(p.get("yolo_max_size", str(DET_SIZE))),
+            fallback=text if fallback_side else None,
+            fallback_max_side=fallback_side,
         )
     else:
         proposer = PlateProposer(det_path, threads=_threads(p))

@@ -182,6 +182,26 @@ def test_a_line_cut_by_its_region_is_looked_for_again_wider(
     assert len(p) == 1 and text_det.quad_to_box(p.quads)[0][0] == pytest.approx(x1)
 
 
+@pytest.mark.parametrize(
+    ("boxes", "hw", "fallback_used"),
+    [
+        ([], (480, 640), True),  # a crop or photo where YOLO sees no plate
+        ([], (720, 1280), False),  # a camera frame: empty frames stay cheap
+        ([(320, 240, 100, 40, 0.9)], (480, 640), False),  # YOLO found one
+    ],
+)
+def test_fallback_reads_small_images_yolo_found_nothing_in(
+    boxes: list[tuple[float, float, float, float, float]], hw: tuple[int, int], fallback_used: bool
+) -> None:
+    fallback = FakeLines()
+    prop = YoloPlateProposer(
+        None, net=FakeNet(boxes), refine=FakeLines(), fallback=fallback, fallback_max_side=1024
+    )
+    (p,) = prop.propose_many([np.zeros((*hw, 3), np.uint8)])
+    assert (fallback.crops == [hw]) is fallback_used
+    assert len(p) == (1 if fallback_used or boxes else 0)
+
+
 def test_at_most_max_plates_candidates() -> None:
     net = FakeNet([(40 + 60 * k, 100, 40, 16, 0.9 - 0.01 * k) for k in range(9)])
     prop = YoloPlateProposer(None, net=net, refine=FakeLines(), keep_box=True)
@@ -309,3 +329,21 @@ def test_plate_detector_unknown_engine_is_refused(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("OVR_ALPR_PLATE_ENGINE", "tesseract")
     with pytest.raises(ValueError, match="auto, yolo or ppocr"):
         build_plate_detector({"model_repository": "/nonexistent", "model_version": "1"}, {})
+
+
+@pytest.mark.parametrize(("side", "fallback"), [("1024", True), ("0", False)])
+def test_plate_detector_fallback_setting(
+    yolo_plate: Path, monkeypatch: pytest.MonkeyPatch, side: str, fallback: bool
+) -> None:
+    from ensemble.serving import build_plate_detector
+
+    monkeypatch.delenv("OVR_ALPR_PLATE_ENGINE", raising=False)
+    config = {"parameters": {"fallback_max_side": {"string_value": side}}}
+    args = {"model_repository": str(yolo_plate.parent.parent), "model_version": "1"}
+    proposer = build_plate_detector(args, config).proposer
+    assert isinstance(proposer, YoloPlateProposer)
+    assert (proposer.fallback is not None) is fallback
+    if fallback:  # the refiner and the fallback share one PP-OCR session
+        assert isinstance(proposer.refine, PlateProposer)
+        assert isinstance(proposer.fallback, PlateProposer)
+        assert proposer.refine.sess is proposer.fallback.sess
