@@ -308,7 +308,8 @@ def build_plate_detector(
     """``engine`` ``auto`` (default): the YOLO plate model when provisioned
     (``yolo_plate.onnx``), its boxes refined into text lines by the PP-OCR detector
     (``refine: ppocr``; ``none`` reads the YOLO boxes as they are), the PP-OCR proposer
-    reading images up to ``fallback_max_side`` px (0: off) where YOLO saw no plate; else,
+    reading images up to ``fallback_max_side`` px (0, the default: off) where YOLO saw no
+    plate; else,
     or with ``engine: ppocr``, the PP-OCR detector alone as the plate-region proposer.
     ``OVR_ALPR_PLATE_ENGINE`` in the server's environment overrides the config's
     ``engine`` (A/B runs and benchmarks)."""
@@ -322,7 +323,7 @@ def build_plate_detector(
     proposer: PlateProposer | YoloPlateProposer
     if engine == "yolo" or (engine == "auto" and yolo_path.is_file()):
         refine = p.get("refine", "ppocr")
-        fallback_side = int(p.get("fallback_max_side", "1024"))
+        fallback_side = int(p.get("fallback_max_side", "0"))
         if refine not in ("ppocr", "none"):
             raise ValueError(f"plate_detector refine {refine!r}: use ppocr or none")
         text = PlateProposer(det_path, threads=_threads(p))  # one session, two uses

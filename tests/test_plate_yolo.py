@@ -331,14 +331,14 @@ def test_plate_detector_unknown_engine_is_refused(monkeypatch: pytest.MonkeyPatc
         build_plate_detector({"model_repository": "/nonexistent", "model_version": "1"}, {})
 
 
-@pytest.mark.parametrize(("side", "fallback"), [("1024", True), ("0", False)])
+@pytest.mark.parametrize(("side", "fallback"), [("1024", True), ("0", False), (None, False)])
 def test_plate_detector_fallback_setting(
     yolo_plate: Path, monkeypatch: pytest.MonkeyPatch, side: str, fallback: bool
 ) -> None:
     from ensemble.serving import build_plate_detector
 
     monkeypatch.delenv("OVR_ALPR_PLATE_ENGINE", raising=False)
-    config = {"parameters": {"fallback_max_side": {"string_value": side}}}
+    config = {"parameters": {"fallback_max_side": {"string_value": side}} if side else {}}
     args = {"model_repository": str(yolo_plate.parent.parent), "model_version": "1"}
     proposer = build_plate_detector(args, config).proposer
     assert isinstance(proposer, YoloPlateProposer)
