@@ -182,14 +182,6 @@ def expand_box(box: np.ndarray, hw: tuple[int, int], mx: float, my: float) -> np
     )  # fmt: skip
 
 
-def box_quads(boxes: np.ndarray) -> np.ndarray:
-    """xyxy boxes [K, 4] -> axis-aligned quads [K, 4, 2] (clockwise from top-left)."""
-    if not len(boxes):
-        return np.zeros((0, 4, 2), np.float32)
-    b = np.asarray(boxes, np.float32)
-    return np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1)
-
-
 # The PP-OCR detector run inside a YOLO plate box: the crop is scaled to at least this
 # short side (and at most this long side), so its text lines come out tight and level.
 REFINE_PARAMS = text_det.DBParams(limit_side=480, min_side=96, min_height=6.0)
@@ -319,7 +311,7 @@ class YoloPlateProposer:
     def _propose(self, images_bgr: Sequence[np.ndarray]) -> list[text_det.Proposals]:
         located = self.locate(images_bgr)
         if self.refine is None:
-            return [text_det.Proposals.single(box_quads(b), s) for b, s in located]
+            return [text_det.Proposals.single(text_det.box_quads(b), s) for b, s in located]
         hws = [(im.shape[0], im.shape[1]) for im in images_bgr]
         regions = {
             (i, k): expand_box(box, hws[i], *self.margin)
@@ -327,24 +319,23 @@ class YoloPlateProposer:
             for k, box in enumerate(boxes)
         }
         lines = self._lines(images_bgr, regions)
-        wider = {}
-        for key, found in lines.items():
-            grown = self._widened(found, regions[key], hws[key[0]])
-            if grown is not None:
-                wider[key] = grown
-        lines.update({k: v for k, v in self._lines(images_bgr, wider).items() if len(v)})
+        wider = {
+            key: self._widened(found, regions[key], hws[key[0]]) for key, found in lines.items()
+        }
+        retry = {key: region for key, region in wider.items() if region is not None}
+        lines.update({k: v for k, v in self._lines(images_bgr, retry).items() if len(v)})
+        none = text_det.Proposals.concat([])
         out = []
         for i, (boxes, scores) in enumerate(located):
             parts = []
             for k in range(len(boxes)):
-                whole = text_det.Proposals.single(box_quads(boxes[k : k + 1]), scores[k : k + 1])
-                inner = lines.get((i, k))
-                if inner is not None and len(inner):
+                inner = lines.get((i, k), none)
+                if len(inner):
                     parts.append(inner.rescored(float(scores[k])))
-                    if self.keep_box:
-                        parts.append(whole)
-                else:
-                    parts.append(whole)
+                if not len(inner) or self.keep_box:  # the YOLO box itself
+                    parts.append(
+                        text_det.Proposals.single(text_det.box_quads(boxes[k]), scores[k : k + 1])
+                    )
             out.append(text_det.Proposals.concat(parts).first(MAX_PLATES))
         return out
 

@@ -210,8 +210,7 @@ class PlateOcrService:
             for row in rows:
                 plate = decode_image(_bytes_of(row, "PLATE_IMAGE"))
                 h, w = plate.shape[:2]
-                quad = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-                out.append(rec_crop(plate, quad)[None])
+                out.append(rec_crop(plate, text_det.box_quads([[0, 0, w, h]])[0])[None])
             return out
         crops = _rows(crops, "PLATE_CROPS")
         counts = inputs.get("PLATE_COUNT")
@@ -309,8 +308,8 @@ def build_plate_detector(
     (``yolo_plate.onnx``), its boxes refined into text lines by the PP-OCR detector
     (``refine: ppocr``; ``none`` reads the YOLO boxes as they are), the PP-OCR proposer
     reading images up to ``fallback_max_side`` px (0, the default: off) where YOLO saw no
-    plate; else,
-    or with ``engine: ppocr``, the PP-OCR detector alone as the plate-region proposer.
+    plate; else, or with ``engine: ppocr``, the PP-OCR detector alone as the plate-region
+    proposer.
     ``OVR_ALPR_PLATE_ENGINE`` in the server's environment overrides the config's
     ``engine`` (A/B runs and benchmarks)."""
     p = model_params(args, config)

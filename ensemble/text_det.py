@@ -281,10 +281,7 @@ def split_rows(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
     if a[3] > b[1]:
         cut = (a[3] + b[1]) / 2
         a[3], b[1] = cut, cut
-    rects = [
-        np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32) for x1, y1, x2, y2 in (a, b)
-    ]
-    return (np.stack(rects).reshape(-1, 2) @ rot).reshape(2, 4, 2).astype(np.float32)
+    return (box_quads([a, b]).reshape(-1, 2) @ rot).reshape(2, 4, 2).astype(np.float32)
 
 
 def _level(quad: np.ndarray) -> np.ndarray:
@@ -307,8 +304,8 @@ def halves(quad: np.ndarray, params: DBParams) -> np.ndarray | None:
     if (y2 - y1) / 2 < params.min_height or not lo <= (x2 - x1) / (y2 - y1) <= hi:
         return None
     mid = (y1 + y2) / 2
-    rects = [[[x1, a], [x2, a], [x2, b], [x1, b]] for a, b in ((y1, mid), (mid, y2))]
-    return (np.asarray(rects, np.float32).reshape(-1, 2) @ rot).reshape(2, 4, 2)
+    rects = box_quads([[x1, y1, x2, mid], [x1, mid, x2, y2]])
+    return (rects.reshape(-1, 2) @ rot).reshape(2, 4, 2)
 
 
 def _stacked(a: np.ndarray, b: np.ndarray, params: DBParams) -> float | None:
@@ -423,3 +420,10 @@ def quad_to_box(quads: np.ndarray) -> np.ndarray:
     if len(quads) == 0:
         return np.zeros((0, 4), np.float32)
     return np.concatenate([quads.min(axis=1), quads.max(axis=1)], axis=1).astype(np.float32)
+
+
+def box_quads(boxes: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+    """xyxy boxes [K, 4] -> axis-aligned quads [K, 4, 2] (clockwise from top-left); the
+    inverse of :func:`quad_to_box`."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1)

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edge_client.demo_video import generate  # noqa: E402
+from ensemble import text_det  # noqa: E402
 from ensemble.engines import PlateProposer, PlateReader, crops_for  # noqa: E402
 
 MODELS = REPO / "model_repository"
@@ -97,9 +98,7 @@ def main() -> int:
                     found += 1
                     text = reader.read(crops)[0].text
                     exact += text == p["plate"]
-            x1, y1, x2, y2 = box
-            quad = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
-            crops, _ = crops_for(img, quad[None])
+            crops, _ = crops_for(img, text_det.box_quads([box]))
             otext = reader.read(crops)[0].text
             oracle += otext == p["plate"]
             if p["plate"] not in (text, otext) or text != otext:

@@ -16,11 +16,11 @@ from ensemble.engines import (
     REFINE_PARAMS,
     PlateProposer,
     YoloPlateProposer,
-    box_quads,
     expand_box,
     yolo_size,
 )
 from ensemble.onnx_tools import validate_yolo_onnx
+from ensemble.text_det import box_quads
 
 
 @pytest.mark.parametrize(
