@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ensemble.plates import best_plate
-
 from .contracts import Read
 from .plates.choose import choose
 from .plates.formats import PlateFormat, rescore
@@ -57,17 +55,11 @@ def alpr_batch_reader(
     def read(jpegs: Sequence[bytes]) -> list[tuple[str, float, tuple[float, ...]]]:
         out: list[tuple[str, float, tuple[float, ...]]] = []
         for reads in client.read_plates(jpegs, alternatives=bool(formats)):
-            if formats:
-                choice = choose(reads, formats)
-                out.append(
-                    (choice.text, choice.read.confidence, choice.char_confidences)
-                    if choice
-                    else ("", 0.0, ())
-                )
-                continue
-            best = best_plate(reads)
+            choice = choose(reads, formats or ())  # no formats: ``best_plate``'s choice
             out.append(
-                (best.text, best.confidence, best.char_confidences) if best else ("", 0.0, ())
+                (choice.text, choice.read.confidence, choice.char_confidences)
+                if choice
+                else ("", 0.0, ())
             )
         return out
 

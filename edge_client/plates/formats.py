@@ -351,21 +351,30 @@ def rescore(
         for i in taken:
             chars[i], probs[i] = alternatives[i], alt_p[i]
         hyp = "".join(chars)
-        score = sum(math.log(max(p, _LOG_FLOOR)) for p in probs)
-        fmt, fit = None, 0.0
-        if formats:
-            _, fmt, fit = correct(hyp, formats, probs, max_subs=max_subs, protect=protect)
-            if fmt is not None:
-                score += bonus + math.log(max(fit, _LOG_FLOOR))
-        score = round(score, 9)  # equal hypotheses tie exactly
+        fmt, fit, score = _scored(hyp, probs, formats, protect, bonus, max_subs)
         if best is None or (score, -len(taken)) > (best.score, -len(best.substituted)):
             best = Rescored(hyp, tuple(probs), fmt, fit, score, taken)
     assert best is not None
     if formats:
         dropped = _deletions(text, confs, alt_p, formats, protect, bonus, max_subs)
-        best = max([best, *dropped],
-                   key=lambda r: r.score)  # fmt: skip
+        best = max([best, *dropped], key=lambda r: r.score)  # ties: the read's hypothesis
     return best
+
+
+def _scored(
+    hyp: str, probs: Sequence[float], formats: Sequence[PlateFormat],
+    protect: float, bonus: float, max_subs: int, extra: float = 0.0,
+) -> tuple[PlateFormat | None, float, float]:  # fmt: skip
+    """``(format, fit, score)`` of one hypothesis: the sum of its characters'
+    log-probabilities (plus ``extra``), and ``bonus + log(fit)`` when ``correct`` fits a
+    format to it; rounded so that equal hypotheses tie exactly."""
+    score = extra + sum(math.log(max(p, _LOG_FLOOR)) for p in probs)
+    fmt, fit = None, 0.0
+    if formats:
+        _, fmt, fit = correct(hyp, formats, probs, max_subs=max_subs, protect=protect)
+        if fmt is not None:
+            score += bonus + math.log(max(fit, _LOG_FLOOR))
+    return fmt, fit, round(score, 9)
 
 
 def _deletions(
@@ -385,11 +394,9 @@ def _deletions(
     out = []
     for i in unsure[:MAX_DELETIONS]:
         hyp, probs = text[:i] + text[i + 1 :], [*confs[:i], *confs[i + 1 :]]
-        _, fmt, fit = correct(hyp, formats, probs, max_subs=max_subs, protect=protect)
-        if fmt is None:
-            continue
-        score = sum(math.log(max(p, _LOG_FLOOR)) for p in probs)
         present = min(1.0, confs[i] + (alt_p[i] if alt_p else 0.0))
-        score += math.log(max(1.0 - present, _LOG_FLOOR)) + bonus + math.log(max(fit, _LOG_FLOOR))
-        out.append(Rescored(hyp, tuple(probs), fmt, fit, round(score, 9), (), i))
+        drop = math.log(max(1.0 - present, _LOG_FLOOR))
+        fmt, fit, score = _scored(hyp, probs, formats, protect, bonus, max_subs, drop)
+        if fmt is not None:
+            out.append(Rescored(hyp, tuple(probs), fmt, fit, score, (), i))
     return out
