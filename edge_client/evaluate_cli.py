@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -31,9 +30,8 @@ def photos(args: argparse.Namespace) -> int:
     if args.start_server:
         from ensemble.server_process import start_triton
 
-        if args.plate_engine:  # read by plate_detector's model.py (server environment)
-            os.environ["OVR_ALPR_PLATE_ENGINE"] = args.plate_engine
-        server = start_triton(REPO / "model_repository", args.out / "tritonserver.log")
+        env = {"OVR_ALPR_PLATE_ENGINE": args.plate_engine} if args.plate_engine else None
+        server = start_triton(REPO / "model_repository", args.out / "tritonserver.log", env=env)
         url = server.grpc_url
     try:
         client = AlprClient(url)

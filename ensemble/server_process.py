@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -72,9 +73,12 @@ def start_triton(
     extra_args: list[str] | None = None,
     timeout_s: float = 180,
     ports: tuple[int, int, int] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> TritonProcess:
     """Start the project's ``tritonserver`` on free ports (or ``ports`` = http, grpc,
-    metrics, e.g. to restart a server where its clients expect it) and wait until ready."""
+    metrics, e.g. to restart a server where its clients expect it) and wait until ready.
+    ``env``: variables added to this process's environment for the server (its models'
+    ``model.py`` read some, e.g. ``OVR_ALPR_PLATE_ENGINE``)."""
     exe = shutil.which("tritonserver", path=str(Path(sys.executable).parent)) or "tritonserver"
     http, grpc, metrics = ports or (free_port(), free_port(), free_port())
     cmd = [
@@ -83,7 +87,9 @@ def start_triton(
     ]  # fmt: skip
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     server = TritonProcess(
         f"127.0.0.1:{grpc}", f"http://127.0.0.1:{http}", f"http://127.0.0.1:{metrics}/metrics",
         proc, log, list(extra_args or []),
