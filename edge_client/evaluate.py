@@ -4,8 +4,11 @@ Photographs (OpenALPR benchmark format: ``NAME.jpg`` + ``NAME.txt`` holding
 ``NAME.jpg<TAB>x<TAB>y<TAB>w<TAB>h<TAB>PLATE``) take the edge client's path: the vehicle
 detector on the photo, the ``alpr`` ensemble on each vehicle crop (the whole photo when
 no vehicle is found), the most plate-like read, then the same voting and regional-format
-correction as ``edge-client``. Videos: the events of an ``edge-client`` run (JSONL) are
-scored against the demo video's ground truth (correct, wrong, missed, duplicated).
+correction as ``edge-client``. Each photo's miss gets a category (``categorise``), misreads
+give a confusion table of character pairs (``char_errors``), and the figures are given per
+set of photos (``summarise_sets``) and, for two recognisers, side by side
+(``differences``). Videos: the events of an ``edge-client`` run (JSONL) are scored against
+the demo video's ground truth (correct, wrong, missed, duplicated).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import html
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -50,6 +54,9 @@ class ImageResult:
     char_accuracy: float
     ms: float
     box: tuple[float, float, float, float] | None = None
+    dataset: str = ""  # the set (folder) the photo belongs to
+    category: str = ""  # see ``categorise``
+    on_plate: tuple[str, ...] = ()  # raw texts of the candidates lying on the true plate
 
 
 def load_labels(folder: Path) -> list[Label]:
@@ -174,6 +181,7 @@ def evaluate_photo(
     label: Label,
     formats: Sequence[PlateFormat],
     cascade: bool = False,
+    dataset: str = "",
 ) -> tuple[ImageResult, np.ndarray | None]:
     data = (folder / label.image).read_bytes()
     t0 = time.perf_counter()
@@ -183,6 +191,8 @@ def evaluate_photo(
     ms = 1000 * (time.perf_counter() - t0)
     text = result.plate if result else (best.text if best else "")
     found = any(r.box.iou(label.box) >= 0.5 for r in reads)
+    candidates = [Candidate(r.text, r.box) for r in reads]
+    chosen = Candidate(best.text, best.box) if best else None
     crop = None
     if best is not None and frame is not None:
         b = best.box
@@ -192,27 +202,314 @@ def evaluate_photo(
         best.confidence if best else 0.0, found, text == label.plate,
         char_accuracy(label.plate, text), ms,
         (best.box.x1, best.box.y1, best.box.x2, best.box.y2) if best else None,
+        dataset, categorise(label.plate, label.box, text, chosen, candidates),
+        tuple(c.text for c in candidates if on_plate(c.box, label.box)),
     )  # fmt: skip
     return res, crop
 
 
-def summarise(results: Sequence[ImageResult]) -> dict[str, float | int]:
-    n = len(results)
-    loose = str.maketrans("OI", "01")
+# Miss categories ------------------------------------------------------------------------
+
+CATEGORIES = ("exact", "not_found", "other_text", "o0_i1", "length", "substitution")
+READER_ERRORS = ("o0_i1", "length", "substitution")  # misreads of the plate itself
+ON_PLATE_IOU = 0.1  # a candidate box this close to the labelled box is on the plate
+LOOK_ALIKES = str.maketrans("OI", "01")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One plate candidate as the ensemble read it: raw text, box in photo pixels."""
+
+    text: str
+    box: Box
+
+
+def fold(text: str) -> str:
+    """``text`` with the look-alikes O/0 and I/1 made equal."""
+    return text.translate(LOOK_ALIKES)
+
+
+def _inside(x: float, y: float, b: Box) -> bool:
+    return b.x1 <= x <= b.x2 and b.y1 <= y <= b.y2
+
+
+def on_plate(box: Box, plate: Box) -> bool:
+    """``box`` lies on the labelled ``plate``: IoU at least ``ON_PLATE_IOU``, or the
+    centre of either box inside the other (one text row of a two-row or stacked plate
+    overlaps the whole plate's box little, and a loose box holds the plate's centre)."""
+    if box.iou(plate) >= ON_PLATE_IOU:
+        return True
+    centre = ((box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2)
+    plate_centre = ((plate.x1 + plate.x2) / 2, (plate.y1 + plate.y2) / 2)
+    return _inside(*centre, plate) or _inside(*plate_centre, box)
+
+
+def categorise(
+    truth: str, plate: Box, read: str, chosen: Candidate | None, candidates: Sequence[Candidate]
+) -> str:
+    """What went wrong for one photo: its label (``truth``, ``plate`` box), the text the
+    client emitted (``read``, after voting and format correction), the candidate it came
+    from (``chosen``: raw text and box; None when none was plate-like) and every
+    candidate. The first rule that holds wins:
+
+    1. ``exact``: ``read == truth`` (whatever the boxes say).
+    2. ``not_found``: no candidate lies on the plate (``on_plate``).
+    3. ``other_text``: the choice missed while the plate was read: nothing was chosen, or
+       the chosen box is off the plate (another plate, a dealer frame...), or another
+       candidate on the plate read the truth within one edit (O/0 and I/1 equal) and
+       closer than ``read``.
+    4. ``o0_i1``: ``read`` equals the truth once O/0 and I/1 are equal.
+    5. ``length``: a different length.
+    6. ``substitution``: same length, other characters replaced.
+    """
+    if read == truth:
+        return "exact"
+    here = [c for c in candidates if on_plate(c.box, plate)]
+    if not here:
+        return "not_found"
+    if chosen is None or not on_plate(chosen.box, plate):
+        return "other_text"
+    miss = levenshtein(fold(read), fold(truth))
+    for c in here:
+        if c != chosen and (d := levenshtein(fold(c.text), fold(truth))) <= 1 and d < miss:
+            return "other_text"
+    if fold(read) == fold(truth):
+        return "o0_i1"
+    return "length" if len(read) != len(truth) else "substitution"
+
+
+# Confusion pairs ------------------------------------------------------------------------
+
+Pair = tuple[str, str]  # (true character, read character); "" is a gap
+GAP = ""
+
+
+def alignment(truth: str, read: str) -> list[Pair]:
+    """A minimal-edit alignment of ``read`` against ``truth`` (Levenshtein backtrace):
+    one pair per column, matches included; ``(c, GAP)`` a deleted (missed) character,
+    ``(GAP, c)`` an inserted one. Ties go to substitution, then deletion."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(read) + 1)] for i in range(len(truth) + 1)]
+    for i, t in enumerate(truth, 1):
+        for j, r in enumerate(read, 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (t != r))
+    pairs: list[Pair] = []
+    i, j = len(truth), len(read)
+    while i or j:
+        if i and j and d[i][j] == d[i - 1][j - 1] + (truth[i - 1] != read[j - 1]):
+            i, j = i - 1, j - 1
+            pairs.append((truth[i], read[j]))
+        elif i and d[i][j] == d[i - 1][j] + 1:
+            i -= 1
+            pairs.append((truth[i], GAP))
+        else:
+            j -= 1
+            pairs.append((GAP, read[j]))
+    return pairs[::-1]
+
+
+def char_errors(truth: str, read: str) -> list[Pair]:
+    """The character errors of one misread: position by position when the lengths agree,
+    else along ``alignment`` (substitutions, insertions, deletions)."""
+    pairs = zip(truth, read, strict=True) if len(truth) == len(read) else alignment(truth, read)
+    return [(t, r) for t, r in pairs if t != r]
+
+
+def confusions(results: Iterable[ImageResult]) -> Counter[Pair]:
+    """Character pairs over the misreads of the plate itself (``READER_ERRORS``; a plate
+    not found or another text chosen says nothing about the recogniser's characters)."""
+    counts: Counter[Pair] = Counter()
+    for r in results:
+        if r.category in READER_ERRORS:
+            counts.update(char_errors(r.expected, r.read))
+    return counts
+
+
+def top_pairs(counts: Counter[Pair], n: int | None = 10) -> list[dict[str, Any]]:
+    """The ``n`` most frequent pairs (all with None), most frequent first, for JSON."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return [{"true": t, "read": r, "count": k} for (t, r), k in ranked]
+
+
+# Summaries ------------------------------------------------------------------------------
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if values else 0.0
+
+
+def summarise(results: Sequence[ImageResult]) -> dict[str, Any]:
+    """The headline figures of ``results`` (rates over photos, ms per photo), the count
+    per miss category and the most frequent character confusions."""
+    n = max(len(results), 1)
+    ms = [r.ms for r in results]
+    counts = Counter(r.category for r in results)
     return {
-        "images": n,
+        "images": len(results),
         "exact": sum(r.exact for r in results) / n,
-        "exact_o0_i1_equal": sum(
-            r.read.translate(loose) == r.expected.translate(loose) for r in results
-        ) / n,
+        "exact_o0_i1_equal": sum(fold(r.read) == fold(r.expected) for r in results) / n,
         "detection_recall": sum(r.found for r in results) / n,
-        "char_accuracy": float(np.mean([r.char_accuracy for r in results])),
-        "ms_per_image": float(np.mean([r.ms for r in results])),
-        "ms_per_image_p95": float(np.percentile([r.ms for r in results], 95)),
+        "char_accuracy": _mean([r.char_accuracy for r in results]),
+        "ms_per_image": _mean(ms),
+        "ms_per_image_p95": float(np.percentile(ms, 95)) if ms else 0.0,
+        "categories": {c: counts[c] for c in CATEGORIES},
+        "top_confusions": top_pairs(confusions(results)),
     }  # fmt: skip
 
 
-def chart(summary: dict[str, float | int], out: Path) -> None:
+def summarise_sets(results: Sequence[ImageResult]) -> dict[str, dict[str, Any]]:
+    """``summarise`` for each set (``ImageResult.dataset``), in the order sets appear."""
+    sets: dict[str, list[ImageResult]] = {}
+    for r in results:
+        sets.setdefault(r.dataset, []).append(r)
+    return {name: summarise(rs) for name, rs in sets.items()}
+
+
+def set_names(folders: Sequence[Path]) -> list[str]:
+    """A unique name per folder: its own name, ``-2``, ``-3``... on a repeat."""
+    names: list[str] = []
+    for folder in folders:
+        base = folder.resolve().name or str(folder)
+        name, k = base, 1
+        while name in names:
+            k += 1
+            name = f"{base}-{k}"
+        names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One photo two runs read differently (``reads`` / ``categories``: run A's, run B's;
+    None / ``"missing"`` where a run has no result for it)."""
+
+    dataset: str
+    image: str
+    truth: str
+    reads: tuple[str | None, str | None]
+    categories: tuple[str, str]
+
+    def as_json(self, names: tuple[str, str]) -> dict[str, Any]:
+        return {
+            "set": self.dataset, "image": self.image, "truth": self.truth,
+            "read": dict(zip(names, self.reads, strict=True)),
+            "category": dict(zip(names, self.categories, strict=True)),
+        }  # fmt: skip
+
+
+def differences(a: Sequence[ImageResult], b: Sequence[ImageResult]) -> list[Difference]:
+    """The photos (matched by set and image) whose read or category differs between run
+    ``a`` and run ``b``, in ``a``'s order then ``b``'s extras."""
+    by_a = {(r.dataset, r.image): r for r in a}
+    by_b = {(r.dataset, r.image): r for r in b}
+    out = []
+    for key in [*by_a, *(k for k in by_b if k not in by_a)]:
+        ra, rb = by_a.get(key), by_b.get(key)
+        pair = (ra.read if ra else None, rb.read if rb else None)
+        cats = (ra.category if ra else "missing", rb.category if rb else "missing")
+        if pair[0] != pair[1] or cats[0] != cats[1]:
+            truth = ra.expected if ra else by_b[key].expected
+            out.append(Difference(key[0], key[1], truth, pair, cats))
+    return out
+
+
+# Tables (one set of rows, rendered as markdown or HTML) ---------------------------------
+
+Table = tuple[list[str], list[list[str]]]  # header, rows
+
+
+def _pct(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def _char(c: str) -> str:
+    return c if c else "∅"
+
+
+def sets_table(sets: Mapping[str, Mapping[str, Any]]) -> Table:
+    """One row per set: rates, ms per photo and the count per miss category."""
+    head = ["set", "photos", "exact", "O/0 I/1 equal", "plate found", "char acc", "ms/photo"]
+    rows = []
+    for name, s in sets.items():
+        cats = [str(s["categories"][c]) for c in CATEGORIES[1:]]
+        rows.append([
+            name, str(s["images"]), _pct(s["exact"]), _pct(s["exact_o0_i1_equal"]),
+            _pct(s["detection_recall"]), _pct(s["char_accuracy"]),
+            f"{s['ms_per_image']:.0f}", *cats,
+        ])  # fmt: skip
+    return [*head, *CATEGORIES[1:]], rows
+
+
+def pairs_table(pairs: Sequence[Mapping[str, Any]]) -> Table:
+    """Character confusions (``top_pairs``' rows); ∅ marks an inserted/deleted one."""
+    rows = [[_char(p["true"]), _char(p["read"]), str(p["count"])] for p in pairs]
+    return ["true", "read", "count"], rows
+
+
+def compare_table(names: tuple[str, str], a: Mapping[str, Any], b: Mapping[str, Any]) -> Table:
+    """Per set, run A's and run B's exact rates and ms per photo, side by side."""
+    x, y = names
+    head = ["set", "photos", f"exact {x}", f"exact {y}", f"O/0 I/1 equal {x}",
+            f"O/0 I/1 equal {y}", f"ms/photo {x}", f"ms/photo {y}"]  # fmt: skip
+    rows = []
+    for name, sa in a.items():
+        sb = b.get(name, {})
+        rows.append([
+            name, str(sa["images"]), _pct(sa["exact"]), _pct(sb.get("exact", 0.0)),
+            _pct(sa["exact_o0_i1_equal"]), _pct(sb.get("exact_o0_i1_equal", 0.0)),
+            f"{sa['ms_per_image']:.0f}", f"{sb.get('ms_per_image', 0.0):.0f}",
+        ])  # fmt: skip
+    return head, rows
+
+
+def differ_table(names: tuple[str, str], diffs: Sequence[Difference]) -> Table:
+    x, y = names
+    head = ["set", "image", "truth", x, y, f"category {x}", f"category {y}"]
+    rows = [
+        [d.dataset, d.image, d.truth, d.reads[0] or "", d.reads[1] or "", *d.categories]
+        for d in diffs
+    ]
+    return head, rows
+
+
+def markdown(table: Table) -> str:
+    head, rows = table
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def html_table(table: Table) -> str:
+    head, rows = table
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table border=1 cellpadding=4><tr>{th}</tr>{body}</table>"
+
+
+def summary_markdown(sets: Mapping[str, Mapping[str, Any]], pooled: Mapping[str, Any]) -> str:
+    """The per-set table (and the pooled row when there are several sets) and the most
+    frequent character confusions."""
+    rows = {**sets, "all": pooled} if len(sets) > 1 else dict(sets)
+    pairs = pooled["top_confusions"]
+    return (
+        "## Accuracy per set\n\n" + markdown(sets_table(rows))
+        + "\n## Most frequent character confusions\n\n"
+        + (markdown(pairs_table(pairs)) if pairs else "none (no misread of a found plate)\n")
+    )  # fmt: skip
+
+
+def compare_markdown(
+    names: tuple[str, str], a: Mapping[str, Any], b: Mapping[str, Any], diffs: Sequence[Difference]
+) -> str:
+    """Two runs side by side (``a``/``b``: their per-set summaries) and where they differ."""
+    return (
+        f"## {names[0]} vs {names[1]}\n\n" + markdown(compare_table(names, a, b))
+        + f"\n## Photos read differently ({len(diffs)})\n\n" + markdown(differ_table(names, diffs))
+    )  # fmt: skip
+
+
+def chart(summary: Mapping[str, Any], out: Path) -> None:
     """A small bar chart of the headline rates (OpenCV only)."""
     keys = ["exact", "exact_o0_i1_equal", "detection_recall", "char_accuracy"]
     img = np.full((260, 640, 3), 255, np.uint8)
@@ -230,39 +527,49 @@ def chart(summary: dict[str, float | int], out: Path) -> None:
 
 def write_report(
     out_dir: Path,
-    summary: dict,
+    summary: Mapping[str, Any],
     results: Sequence[ImageResult],
-    crops: dict[str, np.ndarray | None],
+    crops: Mapping[str, np.ndarray | None],
 ) -> Path:
-    """JSON plus an HTML page listing the misses with their crops, and the chart."""
+    """``results.json``, ``summary.md`` (``summary_markdown``), the chart and an HTML page:
+    the headline figures, the per-set table, the confusion table and the misses with
+    their crops (``crops`` keyed by ``dataset/image``). ``summary`` holds the pooled
+    figures and ``sets``, the per-set ones."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "misses").mkdir(exist_ok=True)
     (out_dir / "results.json").write_text(
         json.dumps({"summary": summary, "results": [asdict(r) for r in results]}, indent=2) + "\n"
     )
+    sets = summary.get("sets") or {"all": summary}
+    (out_dir / "summary.md").write_text(summary_markdown(sets, summary))
     chart(summary, out_dir / "chart.png")
     rows = []
     for r in results:
         if r.exact:
             continue
         img = ""
-        crop = crops.get(r.image)
+        crop = crops.get(f"{r.dataset}/{r.image}")
         if crop is not None and crop.size:
-            name = Path(r.image).stem + ".jpg"
+            name = "-".join(filter(None, [r.dataset, Path(r.image).stem])) + ".jpg"
             cv2.imwrite(str(out_dir / "misses" / name), crop)
             img = f'<img src="misses/{html.escape(name)}" height="40">'
-        rows.append(
-            f"<tr><td>{html.escape(r.image)}</td><td>{html.escape(r.expected)}</td>"
-            f"<td>{html.escape(r.read)}</td><td>{r.confidence:.2f}</td>"
-            f"<td>{'yes' if r.found else 'no'}</td><td>{img}</td></tr>"
-        )
-    shown = {k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in summary.items()}
+        cells = [r.dataset, r.image, r.expected, r.read, f"{r.confidence:.2f}",
+                 "yes" if r.found else "no", r.category, " ".join(r.on_plate)]  # fmt: skip
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells))
+        rows[-1] += f"<td>{img}</td></tr>"
+    scalars = {k: v for k, v in summary.items() if not isinstance(v, dict | list)}
+    shown = {k: f"{v:.4g}" if isinstance(v, float) else str(v) for k, v in scalars.items()}
     stats = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in shown.items())
+    all_pairs = top_pairs(confusions(results), None)
     page = (
         "<!doctype html><meta charset=utf-8><title>OVR-ALPR accuracy</title>"
         f"<h1>OVR-ALPR accuracy</h1><ul>{stats}</ul><img src=chart.png>"
-        f"<h2>Misses ({len(rows)})</h2><table border=1 cellpadding=4><tr><th>image</th>"
-        "<th>expected</th><th>read</th><th>conf</th><th>plate found</th><th>crop</th></tr>"
+        f"<h2>Per set</h2>{html_table(sets_table(sets))}"
+        f"<h2>Character confusions (misreads of the plate, ∅ = inserted/deleted)</h2>"
+        f"{html_table(pairs_table(all_pairs))}"
+        f"<h2>Misses ({len(rows)})</h2><table border=1 cellpadding=4><tr><th>set</th>"
+        "<th>image</th><th>expected</th><th>read</th><th>conf</th><th>plate found</th>"
+        "<th>category</th><th>candidates on the plate</th><th>crop</th></tr>"
         + "".join(rows) + "</table>"
     )  # fmt: skip
     (out_dir / "report.html").write_text(page)
