@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from . import ctc, text_det, yolo
+from . import ctc, plate_rec, text_det, yolo
 from .contracts import (
     COCO_VEHICLE_CLASSES,
     DET_SIZE,
@@ -384,3 +384,99 @@ def crops_for(
     if not crops:
         return np.zeros((0, REC_HEIGHT, REC_WIDTH, 3), np.uint8), np.zeros((0,), np.int64)
     return np.stack(crops), np.asarray(kept, np.int64)
+
+
+class Reader(Protocol):
+    """A plate recogniser: uint8 [N, 48, 320, 3] BGR crops -> one CtcResult per crop."""
+
+    alphabet: str
+
+    def read(self, crops: np.ndarray, batch: int = 16) -> list[ctc.CtcResult]: ...
+
+
+class PlateCtcReader:
+    """OVR-ALPR's own plate-trained CTC recogniser (``alpr-train ocr``; see
+    :mod:`ensemble.plate_rec`). The ONNX file names its alphabet and input size in its
+    metadata; its output is already blank + alphabet probabilities [N, T, 1 + |alphabet|],
+    so decoding (confidences, runner-ups) is the same as the folded PP-OCR output."""
+
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        self.sess = session(path, threads)
+        self.input_name = self.sess.get_inputs()[0].name
+        meta = self.sess.get_modelmeta().custom_metadata_map
+        if meta.get(plate_rec.METADATA_FORMAT) != plate_rec.FORMAT_TAG:
+            raise ValueError(
+                f"{path} is not an OVR-ALPR plate recogniser (metadata "
+                f"{plate_rec.METADATA_FORMAT}={meta.get(plate_rec.METADATA_FORMAT)!r}, "
+                f"expected {plate_rec.FORMAT_TAG!r}); train one with `alpr-train ocr`"
+            )
+        self.alphabet = meta.get(plate_rec.METADATA_ALPHABET, "")
+        if not self.alphabet or len(set(self.alphabet)) != len(self.alphabet):
+            raise ValueError(f"{path}: metadata alphabet {self.alphabet!r} is empty or repeats")
+        self.size = (int(meta[plate_rec.METADATA_HEIGHT]), int(meta[plate_rec.METADATA_WIDTH]))
+        classes = self.sess.get_outputs()[0].shape[-1]
+        if isinstance(classes, int) and classes != len(self.alphabet) + 1:
+            raise ValueError(
+                f"{path}: {classes} output classes for an alphabet of {len(self.alphabet)}"
+            )
+
+    def probabilities(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Plate images (padded recogniser crops or bare plate images) -> [N, T, C]."""
+        x = plate_rec.to_input([plate_rec.content(c) for c in crops], *self.size)
+        out: np.ndarray = self.sess.run(None, {self.input_name: x})[0]
+        return out
+
+    def read(self, crops: np.ndarray, batch: int = 16) -> list[ctc.CtcResult]:
+        results: list[ctc.CtcResult] = []
+        for start in range(0, len(crops), batch):
+            probs = self.probabilities(list(crops[start : start + batch]))
+            results += ctc.greedy_decode(probs, self.alphabet)
+        return results
+
+
+def _geo_mean(confs: Sequence[float]) -> float:
+    if not confs:
+        return 0.0
+    return float(np.exp(np.mean(np.log(np.clip(np.asarray(confs, np.float64), 1e-6, 1.0)))))
+
+
+def fuse(a: ctc.CtcResult, b: ctc.CtcResult, b_weight: float = 1.0) -> ctc.CtcResult:
+    """One read from two recognisers' reads of the same crop.
+
+    Agreement: the text, each character at the higher of the two confidences. Otherwise
+    the read whose characters are surer (geometric mean; ``b``'s scaled by ``b_weight``)
+    wins, and where both have the same length the loser's differing characters become the
+    winner's runner-ups at those positions (with the loser's confidence), so the client's
+    top-k rescoring with regional formats can still choose between them."""
+    if a.text == b.text:
+        chars = tuple(max(x, y) for x, y in zip(a.char_confidences, b.char_confidences,
+                                                strict=True))  # fmt: skip
+        return ctc.CtcResult(a.text, float(np.mean(chars)) if chars else 0.0, chars,
+                             a.alternatives, a.alt_confidences)  # fmt: skip
+    sa, sb = _geo_mean(a.char_confidences), _geo_mean(b.char_confidences) * b_weight
+    win, lose = (a, b) if sa >= sb else (b, a)
+    if len(win.text) != len(lose.text) or not win.text:
+        return win
+    alts = list(win.alternatives or win.text)
+    alt_p = list(win.alt_confidences or (0.0,) * len(win.text))
+    for i, (x, y) in enumerate(zip(win.text, lose.text, strict=True)):
+        if x != y:
+            alts[i], alt_p[i] = y, lose.char_confidences[i]
+    return ctc.CtcResult(win.text, win.confidence, win.char_confidences, "".join(alts),
+                         tuple(alt_p))  # fmt: skip
+
+
+class FusedReader:
+    """Both recognisers on every crop, fused per crop (:func:`fuse`)."""
+
+    def __init__(self, primary: Reader, secondary: Reader, secondary_weight: float = 1.0) -> None:
+        if primary.alphabet != secondary.alphabet:
+            raise ValueError("fused recognisers must share one alphabet")
+        self.primary, self.secondary = primary, secondary
+        self.alphabet = primary.alphabet
+        self.secondary_weight = secondary_weight
+
+    def read(self, crops: np.ndarray, batch: int = 16) -> list[ctc.CtcResult]:
+        a = self.primary.read(crops, batch)
+        b = self.secondary.read(crops, batch)
+        return [fuse(x, y, self.secondary_weight) for x, y in zip(a, b, strict=True)]

@@ -8,6 +8,11 @@ run locally. Re-running is a no-op when everything is in place.
     alpr-models fetch             # default weights, idempotent
     alpr-models status            # what is provisioned where
     alpr-models use vehicle_detector my_yolo.onnx   # your own YOLO (ONNX or TensorRT plan)
+    alpr-models use plate_ocr runs/plate_ocr/plate_rec.onnx   # your own trained recogniser
+
+Weights the project trains itself (the plate recogniser, ``alpr-train ocr``) are
+committed under ``weights/`` with a model card whose ``sha256`` ``fetch`` checks before it
+installs them.
 """
 
 from __future__ import annotations
@@ -106,12 +111,86 @@ DEFAULTS: tuple[Artifact, ...] = (
     ),
 )
 
+
+@dataclass(frozen=True)
+class Shipped:
+    """A model file the project trained and committed (``weights/``), with its model card
+    (``<file>.card.json`` holding ``sha256`` and ``license``)."""
+
+    model: str
+    src: str  # relative to the repository root
+    dest: str  # relative to the model repository
+
+    @property
+    def card(self) -> str:
+        return str(Path(self.src).with_suffix("")) + ".card.json"
+
+
+SHIPPED: tuple[Shipped, ...] = (
+    Shipped("plate_ocr", "weights/plate_ocr/plate_rec.onnx", "plate_ocr/1/plate_rec.onnx"),
+)
+WEIGHTS_ROOT = REPO_ROOT
+
+
+def install_shipped(item: Shipped, repository: Path, root: Path | None = None) -> Path:
+    """Copy a committed model into the repository after checking it against its card."""
+    root = root or WEIGHTS_ROOT
+    src, card_path = root / item.src, root / item.card
+    if not src.is_file() or not card_path.is_file():
+        raise ProvisionError(f"{item.model}: {item.src} or its card {item.card} is missing")
+    try:
+        card = json.loads(card_path.read_text())
+    except ValueError as exc:
+        raise ProvisionError(f"{card_path}: not valid JSON ({exc})") from None
+    got = sha256_of(src)
+    if got != card.get("sha256"):
+        raise ProvisionError(
+            f"{item.src}: sha256 {got} does not match its model card ({card.get('sha256')})"
+        )
+    dest = repository / item.dest
+    if dest.is_file() and _user_supplied(dest):
+        _log(f"{item.model}: {item.dest} is yours (`alpr-models use`); kept")
+        return dest
+    if dest.is_file() and sha256_of(dest) == got:
+        _log(f"{item.model}: {item.dest} up to date")
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.copyfile(src, partial)
+    partial.replace(dest)
+    meta = {"source": item.src, "sha256": got, "license": card.get("license", ""),
+            "card": item.card}  # fmt: skip
+    _stamp_path(dest).write_text(json.dumps(meta, indent=2) + "\n")
+    _log(f"{item.model}: {item.src} -> {item.dest}")
+    return dest
+
+
+def validate_plate_recogniser(path: Path) -> None:
+    """A file ``alpr-models use plate_ocr`` accepts: an ONNX recogniser exported by
+    ``alpr-train ocr`` (its metadata names the format, alphabet and input size)."""
+    import onnx
+
+    from .plate_rec import FORMAT_TAG, METADATA_ALPHABET, METADATA_FORMAT
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        raise ProvisionError(f"{path}: not a readable ONNX file ({exc})") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    if meta.get(METADATA_FORMAT) != FORMAT_TAG or not meta.get(METADATA_ALPHABET):
+        raise ProvisionError(
+            f"{path}: not a plate recogniser trained by `alpr-train ocr` (metadata "
+            f"{METADATA_FORMAT}={meta.get(METADATA_FORMAT)!r})"
+        )
+
+
 # Where `alpr-models use` puts user-supplied weights (preferred over defaults when present).
 USER_TARGETS: dict[tuple[str, str], str] = {
     ("vehicle_detector", ".onnx"): "vehicle_detector/1/model.onnx",
     ("vehicle_detector", ".plan"): "vehicle_detector/1/model.plan",
     ("plate_detector", ".onnx"): "plate_detector/1/yolo_plate.onnx",
     ("plate_detector", ".plan"): "plate_detector/1/yolo_plate.plan",
+    ("plate_ocr", ".onnx"): "plate_ocr/1/plate_rec.onnx",
 }
 
 
@@ -263,6 +342,9 @@ def fetch(
             if not art.optional:
                 raise
             _log(f"warning: {art.dest} not installed ({exc}); {art.model} uses its fallback")
+    for item in SHIPPED:
+        _log(f"[shipped] {item.model} ({item.src})")
+        out.append(install_shipped(item, repository))
     return out
 
 
@@ -276,7 +358,10 @@ def use(model: str, path: Path, repository: Path = DEFAULT_REPOSITORY) -> Path:
         raise ProvisionError(f"no such file: {path}")
     dest = repository / USER_TARGETS[key]
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if key[1] == ".onnx":
+    if model == "plate_ocr":
+        validate_plate_recogniser(path)
+        shutil.copyfile(path, dest)
+    elif key[1] == ".onnx":
         validate_yolo_onnx(path)
         make_batch_dynamic(path, dest)
     else:
@@ -295,8 +380,20 @@ def status(repository: Path = DEFAULT_REPOSITORY) -> list[tuple[str, str, str]]:
         state = "ok" if _up_to_date(art, dest) else ("modified" if dest.exists() else "missing")
         rows.append((art.model, art.dest, state))
     for (model, _), rel in USER_TARGETS.items():
-        if (repository / rel).exists() and all(rel != a.dest for a in DEFAULTS):
+        shipped = {i.dest for i in SHIPPED}
+        if (
+            (repository / rel).exists()
+            and rel not in shipped
+            and all(rel != a.dest for a in DEFAULTS)
+        ):
             rows.append((model, rel, "user"))
+    for item in SHIPPED:
+        dest = repository / item.dest
+        state = "missing"
+        if dest.is_file():
+            same = sha256_of(dest) == sha256_of(REPO_ROOT / item.src)
+            state = "user" if _user_supplied(dest) else ("ok" if same else "modified")
+        rows.append((item.model, item.dest, state))
     return rows
 
 
@@ -312,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the YOLO plate detector (its export needs a torch environment)",
     )  # fmt: skip
     sub.add_parser("status", help="show what is provisioned")
-    u = sub.add_parser("use", help="install your own YOLO ONNX / TensorRT plan")
+    u = sub.add_parser("use", help="install your own YOLO ONNX / TensorRT plan / recogniser")
     u.add_argument("model", choices=sorted({m for m, _ in USER_TARGETS}))
     u.add_argument("path", type=Path)
     args = parser.parse_args(argv)

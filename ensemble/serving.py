@@ -33,9 +33,13 @@ from .contracts import (
 )
 from .engines import (
     REFINE_PARAMS,
+    FusedReader,
+    ModelFileMissingError,
+    PlateCtcReader,
     PlateProposer,
     PlateReader,
     RawNet,
+    Reader,
     VehicleDetector,
     YoloPlateProposer,
     crops_for,
@@ -196,7 +200,7 @@ class PlateOcrService:
     """Read plates: PLATE_CROPS [B, 8, 48, 320, 3] + PLATE_COUNT [B, 1] (from plate_detector),
     or PLATE_IMAGE bytes [B, 1] (one encoded plate crop per row, e.g. from an edge client)."""
 
-    def __init__(self, reader: PlateReader) -> None:
+    def __init__(self, reader: Reader) -> None:
         self.reader = reader
 
     def items(self, inputs: Mapping[str, np.ndarray | None]) -> list[Any]:
@@ -342,6 +346,45 @@ def build_plate_detector(
     return PlateDetectorService(proposer)
 
 
+READERS = ("plate", "ppocr", "fused")
+
+
+def build_reader(
+    vdir: Path, params: Mapping[str, str], threads: int | None = None
+) -> PlateReader | PlateCtcReader | FusedReader:
+    """The recogniser ``plate_ocr`` serves, by its ``reader`` parameter (``plate``, the
+    default: OVR-ALPR's plate-trained CTC model, ``plate_file``; ``ppocr``: PP-OCRv6 rec,
+    ``rec_file``; ``fused``: both on every crop, :func:`ensemble.engines.fuse`).
+    ``OVR_ALPR_PLATE_READER`` in the server's environment overrides it (A/B runs). When
+    the plate model is not provisioned, ``plate`` falls back to PP-OCR with a warning."""
+    choice = os.environ.get("OVR_ALPR_PLATE_READER") or params.get("reader", "plate")
+    if choice not in READERS:
+        raise ValueError(f"plate_ocr reader {choice!r}: use one of {', '.join(READERS)}")
+    alphabet = params.get("alphabet", PLATE_ALPHABET) or PLATE_ALPHABET
+    plate_path = vdir / params.get("plate_file", "plate_rec.onnx")
+    if choice in ("plate", "fused") and not plate_path.is_file():
+        if choice == "fused":
+            raise ModelFileMissingError(plate_path)
+        log.warning("plate_ocr: %s missing (run `alpr-models fetch`); serving PP-OCR", plate_path)
+        choice = "ppocr"
+    ppocr = None
+    if choice in ("ppocr", "fused"):
+        ppocr = PlateReader(
+            vdir / params.get("rec_file", "ppocr_rec.onnx"), threads=threads, alphabet=alphabet
+        )
+        if choice == "ppocr":
+            return ppocr
+    plate = PlateCtcReader(plate_path, threads=threads)
+    if plate.alphabet != alphabet:
+        raise ValueError(
+            f"plate_ocr: {plate_path.name} reads the alphabet {plate.alphabet!r}, the config "
+            f"asks for {alphabet!r}; retrain with that alphabet or change the config"
+        )
+    if ppocr is None:
+        return plate
+    return FusedReader(plate, ppocr, float(params.get("fuse_ppocr_weight", "1.0")))
+
+
 def build_plate_ocr(
     args: Mapping[str, str], config: Mapping[str, Any], bls: BlsFactory | None = None
 ) -> PlateOcrService:
@@ -351,11 +394,8 @@ def build_plate_ocr(
         raise ValueError(
             f"plate_ocr engine {engine!r} is not available in this build; use 'onnxruntime'"
         )
-    reader = PlateReader(
-        version_dir(args) / p.get("rec_file", "ppocr_rec.onnx"),
-        threads=_threads(p),
-        alphabet=p.get("alphabet", PLATE_ALPHABET) or PLATE_ALPHABET,
-    )
+    reader = build_reader(version_dir(args), p, _threads(p))
+    log.info("plate_ocr reader: %s", type(reader).__name__)
     return PlateOcrService(reader)
 
 
