@@ -381,7 +381,12 @@ class CameraPipeline:
             self.metrics.triton_calls.labels(self.id, "reader").inc()
             rec.reads.append(out.read)
             self._cache("add_vote", self.id, rec.key, out.read)
-            plausible = is_plausible(out.read.text, self.formats, self.thr.min_plate_len)
+            plausible = is_plausible(
+                out.read.text,
+                self.formats,
+                self.thr.min_plate_len,
+                char_confidences=out.read.char_confidences,
+            )
             if rec.closing or should_decide(rec, self.thr, plausible):
                 self._decide(rec)
 

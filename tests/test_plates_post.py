@@ -107,6 +107,22 @@ GOOD = "regions:\n  xx:\n    - {name: a, pattern: LLDD}\n"
             "xx[1] (name 'b'): pattern LLDD is already 'a'",
         ),
         (GOOD + "    - {name: a, pattern: DDLL}\n", "xx[1]: duplicate format name 'a'"),
+        # region options
+        (GOOD + "region_options:\n  xx: {prefer_digits: OIQ, description: d}\n", None),
+        (
+            GOOD + "region_options:\n  yy: {prefer_digits: OI}\n",
+            "region_options.yy: no such region in regions (xx)",
+        ),
+        (
+            GOOD + "region_options:\n  xx: {prefer_digits: OX}\n",
+            "region_options.xx: Value error, prefer_digits: X has no digit look-alike",
+        ),
+        (GOOD + "region_options:\n  xx: {prefer_digits: OIO}\n", "'OIO' repeats a letter"),
+        (
+            GOOD + "region_options:\n  xx: {prefer_digits: oi}\n",
+            "region_options.xx.prefer_digits: String should match",
+        ),
+        (GOOD + "region_options:\n  xx: {prefer: OI}\n", "region_options.xx.prefer: Extra inputs"),
     ],
 )
 def test_load_formats_validation(tmp_path: Path, content: str, error: str | None) -> None:
@@ -182,7 +198,10 @@ LOW_POS1 = [1.0, 0.1, 0.9, 1.0, 1.0, 1.0, 1.0]
         ("7ABC123", ["us"], None, ("7ABC123", "us_ca", 1.0)),
         ("7A8C1Z3", ["us"], None, ("7ABC123", "us_ca", 0.64)),
         ("ABC1234", ["us"], None, ("ABC1234", "us_llldddd", 1.0)),
-        ("HELLO", ["us"], None, ("HELLO", "us_generic5", 0.3)),
+        ("K9CAT", ["us"], None, ("K9CAT", "us_generic5", 0.3)),
+        # US generics need a letter and a digit: an all-letter word on a US car is mostly a
+        # state name, slogan or dealer frame (was: HELLO fitted us_generic5)
+        ("HELLO", ["us"], None, ("HELLO", None, 0.0)),
         # same mask in two regions: the region listed first wins
         ("ABC1234", ["us", "br"], None, ("ABC1234", "us_llldddd", 1.0)),
         ("ABC1234", ["br", "us"], None, ("ABC1234", "br_old", 1.0)),
@@ -394,9 +413,26 @@ def test_vote_similarity(similarity: float, n_votes: int) -> None:
         ("AB1", ["eu"], 3, False),  # long enough, but no 3-character format
         ("ABCDEFG", ["eu"], 4, False),
         ("ABCDEFG", [], 4, True),  # no formats: length only
-        ("HELLO", ["us"], 4, True),
-        ("HELLO", ["us"], 6, False),
+        ("K9CAT", ["us"], 4, True),
+        ("K9CAT", ["us"], 6, False),
+        ("HELLO", ["us"], 4, False),  # all letters: no US format (was True, us_generic5)
     ],
 )
 def test_is_plausible(text: str, regions: list[str], min_len: int, expected: bool) -> None:
     assert is_plausible(text, fmts(*regions) if regions else [], min_len) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "chars", "expected"),
+    [
+        ("AB1ZCDE", (), True),  # no confidences: Z may be a 2
+        ("AB1ZCDE", (0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99), True),  # an unsure Z too
+        ("AB1ZCDE", (0.99,) * 7, False),  # a sure Z is no 2: read again
+        ("AB1ZCDE", (0.99,) * 3, True),  # misaligned confidences are ignored
+        ("A8I2CDE", (0.99, 0.5, 0.99, 0.99, 0.99, 0.99, 0.99), True),  # twin I/1: format decides
+    ],
+)
+def test_is_plausible_keeps_sure_characters(
+    text: str, chars: tuple[float, ...], expected: bool
+) -> None:
+    assert is_plausible(text, fmts("uk"), char_confidences=chars) is expected

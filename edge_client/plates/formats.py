@@ -8,6 +8,11 @@ position becomes ``5``) and keeps the format with the best score,
 ``weight * SUB_PENALTY ** substitutions`` (each substitution counts less at positions the
 recogniser was unsure of). The YAML schema is documented at the top of that file.
 
+A region may prefer digits for some letters (``region_options: {us: {prefer_digits: OIQ}}``):
+its standard plates do not issue them, so a correction never produces them (a read ``0`` or
+``1`` is never turned into ``O`` or ``I``, whatever the mask), and a read ``O``/``Q``/``I``
+becomes ``0``/``1`` wherever the mask does not require a letter (``A`` positions included).
+
 ``rescore`` goes one step further with the recogniser's runner-up characters (top-k): it
 tries substituting the least sure characters with their runner-ups, scores each hypothesis
 by its log-probability plus a bonus when a format fits it, and keeps the best.
@@ -28,9 +33,11 @@ __all__ = [
     "DEFAULT_FORMATS_PATH",
     "DIGIT_TO_LETTER",
     "FIT_BONUS",
+    "GLYPH_TWINS",
     "LETTER_TO_DIGIT",
     "MAX_HYPOTHESES",
     "MAX_SUBS",
+    "PROTECT",
     "SUB_PENALTY",
     "PlateFormat",
     "Rescored",
@@ -66,6 +73,7 @@ class PlateFormat:
     weight: float = 1.0
     min_letters: int = 0
     min_digits: int = 0
+    prefer_digits: str = ""  # letters the region does not issue (its ``region_options``)
 
 
 # --- YAML schema ------------------------------------------------------------------------
@@ -90,11 +98,41 @@ class _Format(BaseModel):
         return self
 
 
+class _RegionOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prefer_digits: str = Field(
+        "",
+        pattern=r"^[A-Z]*$",
+        max_length=len(LETTER_TO_DIGIT),
+        description="Letters the region's standard plates do not issue: read as their digit "
+        "look-alike wherever a format does not require a letter, never produced by a "
+        "correction.",
+    )
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _look_alikes(self) -> _RegionOptions:
+        letters = self.prefer_digits
+        if len(set(letters)) != len(letters):
+            raise ValueError(f"prefer_digits {letters!r} repeats a letter")
+        lone = [c for c in letters if c not in LETTER_TO_DIGIT]
+        if lone:
+            raise ValueError(
+                f"prefer_digits: {''.join(lone)} has no digit look-alike; "
+                f"choose among {''.join(sorted(LETTER_TO_DIGIT))}"
+            )
+        return self
+
+
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: int = Field(1, ge=1, le=1)
     regions: dict[str, list[_Format]] = Field(min_length=1)
+    region_options: dict[str, _RegionOptions] = Field(
+        default_factory=dict, description="Options of some regions, by region name."
+    )
 
 
 def _where(loc: tuple[int | str, ...], data: object) -> str:
@@ -124,6 +162,12 @@ def _parse(data: object, source: str) -> dict[str, list[PlateFormat]]:
     except ValidationError as exc:
         lines = [f"  {_where(e['loc'], data)}: {e['msg']}" for e in exc.errors()]
         raise ValueError(f"invalid plate formats in {source}:\n" + "\n".join(lines)) from None
+    unknown = sorted(set(parsed.region_options) - set(parsed.regions))
+    if unknown:
+        raise ValueError(
+            f"invalid plate formats in {source}: region_options.{unknown[0]}: no such region "
+            f"in regions ({', '.join(sorted(parsed.regions))})"
+        )
     out: dict[str, list[PlateFormat]] = {}
     for region, entries in parsed.regions.items():
         where = f"invalid plate formats in {source}: regions.{region}"
@@ -143,8 +187,10 @@ def _parse(data: object, source: str) -> dict[str, list[PlateFormat]]:
                 )
             seen_names.add(f.name)
             seen_patterns[f.pattern] = f.name
+        options = parsed.region_options.get(region)
+        prior = options.prefer_digits if options else ""
         out[region] = [
-            PlateFormat(region, f.name, f.pattern, f.weight, f.min_letters, f.min_digits)
+            PlateFormat(region, f.name, f.pattern, f.weight, f.min_letters, f.min_digits, prior)
             for f in entries
         ]
     return out
@@ -173,38 +219,91 @@ def select(all_formats: dict[str, list[PlateFormat]], regions: Sequence[str]) ->
 
 
 # --- correction ---------------------------------------------------------------------------
+PROTECT = 0.97
+"""Recogniser confidence at or above which ``correct`` and ``rescore`` keep a character as
+read: formats are priors, the pixels are evidence. The one exception: ``GLYPH_TWINS``."""
+
+GLYPH_TWINS = frozenset({("0", "O"), ("O", "0"), ("1", "I"), ("I", "1")})
+"""Swaps ``correct`` makes however sure the recogniser was, but only where the format
+*requires* the other kind (a letter at a ``D`` position, a digit at an ``L`` one): many
+plate fonts draw these pairs (almost) identically, so a confidence says nothing the mask
+does not. Never at an ``A`` position (the mask allows both there), and in a region that
+prefers digits never toward the letter (its plates do not carry it)."""
+
+
+def _at(ch: str, kind: str, prior: str) -> str | None:
+    """What ``ch`` becomes at a position of ``kind`` (``L``, ``D`` or ``A``) of a format
+    whose region does not issue the letters of ``prior``: itself when it fits, its
+    look-alike of the kind the mask demands, or None when it cannot be there. A digit is
+    never turned into a letter of ``prior``: such a plate would not exist."""
+    if kind == "L":
+        if "A" <= ch <= "Z":
+            return ch
+        twin = DIGIT_TO_LETTER.get(ch)
+        return twin if twin is not None and twin not in prior else None
+    if kind == "D":
+        return ch if "0" <= ch <= "9" else LETTER_TO_DIGIT.get(ch)
+    return ch if "A" <= ch <= "Z" or "0" <= ch <= "9" else None
+
+
+def _may_swap(old: str, new: str, kind: str, conf: float, protect: float | None) -> bool:
+    """Whether ``old`` read with ``conf`` may become ``new`` at a position of ``kind``:
+    always below ``protect`` (``None``: no confidences known, nothing protected), above it
+    only for a glyph twin the mask requires (see ``GLYPH_TWINS``)."""
+    return protect is None or conf < protect or (kind != "A" and (old, new) in GLYPH_TWINS)
+
+
+def _prior_digits(
+    chars: Sequence[str], fmt: PlateFormat, confidences: Sequence[float],
+    protect: float | None, budget: int,
+) -> list[int]:  # fmt: skip
+    """Positions of ``chars`` (a text that fits ``fmt``) where the region's digit prior
+    turns a letter into its digit: ``A`` positions holding a letter of
+    ``fmt.prefer_digits`` that may be swapped, least sure first, at most ``budget`` of
+    them and never below ``fmt.min_letters``. The prior rewrites a fitting text, it does
+    not make one fit: the letter and digit counts are checked before it (a word such as
+    ``FLORIDA`` does not become a serial by it)."""
+    if not fmt.prefer_digits:
+        return []
+    letters = sum(c.isalpha() for c in chars)
+    budget = min(budget, letters - fmt.min_letters)
+    spots = [
+        i
+        for i, (ch, kind) in enumerate(zip(chars, fmt.pattern, strict=True))
+        if kind == "A"
+        and ch in fmt.prefer_digits
+        and _may_swap(ch, LETTER_TO_DIGIT[ch], kind, confidences[i], protect)
+    ]
+    return sorted(spots, key=lambda i: confidences[i])[: max(0, budget)]
+
+
 def _fit(
-    text: str, fmt: PlateFormat, confidences: Sequence[float]
-) -> tuple[str, int, float] | None:
-    """``(corrected, substitutions, penalty)`` if ``text`` fits ``fmt``, else None."""
+    text: str, fmt: PlateFormat, confidences: Sequence[float], protect: float | None,
+    max_subs: int,
+) -> tuple[str, int, float] | None:  # fmt: skip
+    """``(corrected, substitutions, penalty)`` if ``text`` fits ``fmt`` with at most
+    ``max_subs`` allowed substitutions (see ``_at``, ``_may_swap``), then the region's
+    digit prior (``_prior_digits``) within what is left of ``max_subs``; else None.
+    ``penalty``: ``SUB_PENALTY ** sum(confidence of each substituted position)``."""
     out: list[str] = []
-    subs, log_penalty = 0, 0.0
-    for ch, kind, conf in zip(text, fmt.pattern, confidences, strict=True):
-        if kind == "L" and not ("A" <= ch <= "Z"):
-            ch = DIGIT_TO_LETTER.get(ch, "")
-        elif kind == "D" and not ("0" <= ch <= "9"):
-            ch = LETTER_TO_DIGIT.get(ch, "")
-        elif kind == "A" and not (ch.isascii() and ch.isalnum() and not ch.islower()):
-            ch = ""
-        else:
-            out.append(ch)
-            continue
-        if not ch:
+    swapped: list[int] = []
+    for i, (ch, kind) in enumerate(zip(text, fmt.pattern, strict=True)):
+        new = _at(ch, kind, fmt.prefer_digits)
+        if new is None or (new != ch and not _may_swap(ch, new, kind, confidences[i], protect)):
             return None
-        out.append(ch)
-        subs += 1
-        log_penalty += conf * math.log(SUB_PENALTY)
-    fixed = "".join(out)
-    letters = sum(c.isalpha() for c in fixed)
-    if letters < fmt.min_letters or len(fixed) - letters < fmt.min_digits:
+        if new != ch:
+            swapped.append(i)
+        out.append(new)
+    if len(swapped) > max_subs:
         return None
-    return fixed, subs, math.exp(log_penalty)
-
-
-PROTECT = 0.97  # recogniser confidence above which a character is kept as read
-# ... except glyphs that many plate fonts draw (almost) identically: a recogniser cannot
-# be sure of these however confident it says it is, so the format decides.
-GLYPH_TWINS = {("0", "O"), ("O", "0"), ("1", "I"), ("I", "1")}
+    letters = sum(c.isalpha() for c in out)
+    if letters < fmt.min_letters or len(out) - letters < fmt.min_digits:
+        return None
+    for i in _prior_digits(out, fmt, confidences, protect, max_subs - len(swapped)):
+        out[i] = LETTER_TO_DIGIT[out[i]]
+        swapped.append(i)
+    log_penalty = sum(confidences[i] for i in swapped) * math.log(SUB_PENALTY)
+    return "".join(out), len(swapped), math.exp(log_penalty)
 
 
 def correct(
@@ -220,7 +319,10 @@ def correct(
     With ``char_confidences``, a character the recogniser read with confidence >=
     ``protect`` is never substituted: a sure ``B`` does not become ``8`` just because some
     format of the region would then fit (formats are priors, the pixels are evidence).
-    O/0 and I/1 are exempt: plate fonts draw them alike, so the format decides.
+    The glyph twins O/0 and I/1 are the exception where the format *requires* the other
+    kind (``GLYPH_TWINS``). In a region that prefers digits (``PlateFormat.prefer_digits``)
+    no correction produces those letters, and they become digits where the format allows
+    one (``_prior_digits``).
 
     Returns ``(corrected text, format, score)`` with ``score = weight * SUB_PENALTY **
     sum(confidence of each substituted position)``; ties go to fewer substitutions, then
@@ -237,21 +339,15 @@ def correct(
                 f"{len(char_confidences)} character confidences for {len(text)} characters"
             )
         confs = [min(1.0, max(0.0, c)) if c == c else 1.0 for c in char_confidences]
+    guard = None if char_confidences is None else protect
     best: tuple[float, int, str, PlateFormat] | None = None
     for fmt in formats:
         if len(fmt.pattern) != len(text):
             continue
-        fit = _fit(text, fmt, confs)
+        fit = _fit(text, fmt, confs, guard, max_subs)
         if fit is None:
             continue
         fixed, subs, penalty = fit
-        if subs > max_subs:
-            continue
-        if char_confidences is not None and any(
-            a != b and c >= protect and (a, b) not in GLYPH_TWINS
-            for a, b, c in zip(text, fixed, confs, strict=True)
-        ):
-            continue
         score = round(fmt.weight * penalty, 12)  # equal fits tie exactly
         if best is None or (score, -subs) > (best[0], -best[1]):
             best = (score, subs, fixed, fmt)
@@ -318,8 +414,10 @@ def rescore(
     highest score wins; on a tie the hypothesis with fewer substitutions (the read first).
 
     A character read with confidence >= ``protect`` is never replaced, and ``correct``
-    keeps its own rules for look-alikes. Without formats or alternatives the read is
-    returned as it is (scored, with its format if one fits).
+    keeps its own rules for look-alikes. A hypothesis that turns a read digit into its
+    twin letter (``0`` -> ``O``) is not scored against the formats of a region that
+    prefers the digit. Without formats or alternatives the read is returned as it is
+    (scored, with its format if one fits).
     """
     n = len(text)
     if len(char_confidences) != n:
@@ -351,7 +449,8 @@ def rescore(
         for i in taken:
             chars[i], probs[i] = alternatives[i], alt_p[i]
         hyp = "".join(chars)
-        fmt, fit, score = _scored(hyp, probs, formats, protect, bonus, max_subs)
+        usable = _allowing(formats, _twin_letters(text, hyp, taken))
+        fmt, fit, score = _scored(hyp, probs, usable, protect, bonus, max_subs)
         if best is None or (score, -len(taken)) > (best.score, -len(best.substituted)):
             best = Rescored(hyp, tuple(probs), fmt, fit, score, taken)
     assert best is not None
@@ -359,6 +458,21 @@ def rescore(
         dropped = _deletions(text, confs, alt_p, formats, protect, bonus, max_subs)
         best = max([best, *dropped], key=lambda r: r.score)  # ties: the read's hypothesis
     return best
+
+
+def _twin_letters(read: str, hyp: str, taken: Sequence[int]) -> frozenset[str]:
+    """Letters a hypothesis took from runner-ups where the read had their digit
+    look-alike (a read ``0`` whose runner-up is ``O``)."""
+    return frozenset(hyp[i] for i in taken if LETTER_TO_DIGIT.get(hyp[i]) == read[i])
+
+
+def _allowing(formats: Sequence[PlateFormat], letters: frozenset[str]) -> list[PlateFormat]:
+    """The ``formats`` whose region issues ``letters``: a region that prefers digits for
+    them does not let a runner-up turn its read ``0`` into ``O`` (``correct`` keeps the
+    same rule for its own look-alike swaps)."""
+    if not letters:
+        return list(formats)
+    return [f for f in formats if not letters & set(f.prefer_digits)]
 
 
 def _scored(

@@ -169,11 +169,21 @@ def vote(
 
 
 def is_plausible(
-    text: str, formats: Sequence[PlateFormat], min_len: int = 4, *, max_subs: int = MAX_SUBS
+    text: str,
+    formats: Sequence[PlateFormat],
+    min_len: int = 4,
+    *,
+    max_subs: int = MAX_SUBS,
+    char_confidences: Sequence[float] = (),
 ) -> bool:
     """Whether ``text`` (normalised here) has at least ``min_len`` characters and, when
-    ``formats`` is not empty, some format fits it after look-alike correction."""
+    ``formats`` is not empty, some format fits it after look-alike correction. With
+    ``char_confidences`` (used when they align with the normalised text), characters the
+    recogniser was sure of are not corrected to make it fit, as in ``choose`` and
+    ``vote``: a read that only fits by overriding its own sure characters is a reason to
+    read again, not a sure read."""
     norm = normalize(text)
     if len(norm) < min_len:
         return False
-    return not formats or correct(norm, formats, max_subs=max_subs)[1] is not None
+    confs = char_confidences if len(char_confidences) == len(norm) else None
+    return not formats or correct(norm, formats, confs, max_subs=max_subs)[1] is not None
