@@ -339,6 +339,7 @@ def build_plate_detector(
             max_size=int(p.get("yolo_max_size", str(DET_SIZE))),
             fallback=text if fallback_side else None,
             fallback_max_side=fallback_side,
+            keep_box=p.get("keep_box", "false").lower() in ("1", "true", "yes"),
         )
     else:
         proposer = PlateProposer(det_path, threads=_threads(p))

@@ -15,7 +15,7 @@ Writes ``bench/results/accuracy-<folder name>.json``: the default variant's summ
 the top level (``exact``, ``detection_recall``, ``ms_per_image``...), every variant's
 (median time over rounds), and time ratios against the default.
 
-    python scripts/bench_accuracy.py ../shared/data/openalpr-eu --rounds 1
+    python scripts/bench_engine_accuracy.py ../shared/data/openalpr-eu --rounds 1
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         **{k: v for k, v in head.items() if k != "command"},
         "variant": DEFAULT,
-        "command": f"python scripts/bench_accuracy.py {args.folder} --rounds {args.rounds}",
+        "command": f"python scripts/bench_engine_accuracy.py {args.folder} --rounds {args.rounds}",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "variants": variants,

@@ -15,8 +15,8 @@ from synth import render_plate
 
 from ensemble import plate_rec
 from ensemble.contracts import PLATE_ALPHABET, REC_HEIGHT, REC_WIDTH
-from ensemble.engines import FusedReader, PlateCtcReader, fuse
 from ensemble.ctc import CtcResult
+from ensemble.engines import FusedReader, PlateCtcReader, fuse
 from ensemble.provision import SHIPPED, install_shipped, sha256_of, use
 from training import cli
 from training.config import ConfigError, load
@@ -115,7 +115,7 @@ def test_content_cuts_only_the_padding() -> None:
     assert plate_rec.content(np.full((48, 320, 3), 128, np.uint8)).shape[1] == 1
     x = plate_rec.to_input([crop[:, :97], np.zeros((10, 10), np.uint8)])
     assert x.shape == (2, 3, plate_rec.PLATE_REC_HEIGHT, plate_rec.PLATE_REC_WIDTH)
-    assert x.dtype == np.float32 and -1.0 <= x.min() and x.max() <= 1.0
+    assert x.dtype == np.float32 and x.min() >= -1.0 and x.max() <= 1.0
 
 
 def _ctc(text: str, confs: list[float]) -> CtcResult:

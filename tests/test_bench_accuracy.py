@@ -1,0 +1,46 @@
+"""Smoke run of scripts/bench_accuracy.py: tiny sizes, real server, correctness only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.mark.server
+@pytest.mark.data
+def test_bench_accuracy_smoke(weights: Path, tmp_path: Path) -> None:
+    if not (SHARED / "openalpr-eu").is_dir() or not (SHARED / "us-plate-crops").is_dir():
+        pytest.skip("../shared/data absent")
+    out = tmp_path / "accuracy.json"
+    cmd = [
+        sys.executable,
+        str(REPO / "scripts" / "bench_accuracy.py"),
+        "--limit",
+        "3",
+        "--crops",
+        "12",
+        "--readers",
+        "plate",
+        "ppocr",
+        "--photo-sets",
+        "eu",
+        "--out",
+        str(out),
+    ]
+    subprocess.run(cmd, check=True, timeout=600, cwd=REPO)
+    res = json.loads(out.read_text())
+    for fig in (res, res["previous"]):
+        for key in ("eu_exact", "us_crops_val_exact", "br_crops_val_exact"):
+            assert 0.0 <= fig[key] <= 1.0, key
+        assert fig["rec_ms_per_plate_b8"] > 0 and fig["ms_per_photo_eu"] > 0
+        assert fig["sets"]["openalpr-eu"]["images"] == 3
+    # the shipped recogniser reads most of these crops (its card: >= 0.9 on the full splits)
+    assert res["us_crops_val_exact"] >= 0.6 and res["br_crops_val_exact"] >= 0.6
+    assert res["eu_exact"] >= 2 / 3
