@@ -353,18 +353,18 @@ READERS = ("plate", "ppocr", "fused")
 def build_reader(
     vdir: Path, params: Mapping[str, str], threads: int | None = None
 ) -> PlateReader | PlateCtcReader | FusedReader:
-    """The recogniser ``plate_ocr`` serves, by its ``reader`` parameter (``plate``, the
-    default: OVR-ALPR's plate-trained CTC model, ``plate_file``; ``ppocr``: PP-OCRv6 rec,
-    ``rec_file``; ``fused``: both on every crop, :func:`ensemble.engines.fuse`).
+    """The recogniser ``plate_ocr`` serves, by its ``reader`` parameter (``plate``:
+    OVR-ALPR's plate-trained CTC model, ``plate_file``; ``ppocr``: PP-OCRv6 rec,
+    ``rec_file``; ``fused``, the default: both on every crop, :func:`ensemble.engines.fuse`).
     ``OVR_ALPR_PLATE_READER`` in the server's environment overrides it (A/B runs). When
     the plate model is not provisioned, ``plate`` falls back to PP-OCR with a warning."""
-    choice = os.environ.get("OVR_ALPR_PLATE_READER") or params.get("reader", "plate")
+    choice = os.environ.get("OVR_ALPR_PLATE_READER") or params.get("reader", "fused")
     if choice not in READERS:
         raise ValueError(f"plate_ocr reader {choice!r}: use one of {', '.join(READERS)}")
     alphabet = params.get("alphabet", PLATE_ALPHABET) or PLATE_ALPHABET
     plate_path = vdir / params.get("plate_file", "plate_rec.onnx")
     if choice in ("plate", "fused") and not plate_path.is_file():
-        if choice == "fused":
+        if choice == "plate":
             raise ModelFileMissingError(plate_path)
         log.warning("plate_ocr: %s missing (run `alpr-models fetch`); serving PP-OCR", plate_path)
         choice = "ppocr"

@@ -1,22 +1,23 @@
 #!/usr/bin/env python
 """Plate-reading accuracy and cost of the recognisers, every dev set side by side, one run.
 
-Readers (``plate_ocr``'s ``reader``): ``plate`` (OVR-ALPR's plate-trained CTC model, the
-default), ``ppocr`` (PP-OCRv6 rec, the previous default) and ``fused`` (both, fused per
-crop). For each reader, on one machine back to back:
+Readers (``plate_ocr``'s ``reader``): ``fused`` (the default: both recognisers, fused per
+crop), ``ppocr`` (PP-OCRv6 rec, the previous default) and ``plate`` (OVR-ALPR's
+plate-trained CTC model alone). For each reader, on one machine back to back:
 
 * **photographs**, the whole pipeline as the edge client runs it (``alpr-evaluate photos
   --start-server --plate-reader R``, cascade): ``openalpr-us-dev`` with the ``us``
   formats, ``openalpr-eu`` with ``eu uk``; exact rate, O/0-I/1-equal rate, ms per photo;
 * **crop validation splits** (``us-plate-crops``, ``br-plate-crops``, the split of the
   shipped model's card): each crop as ``plate_ocr`` receives it, read in-process by the
-  same reader classes the server runs; exact rate;
+  same reader classes the server runs; exact rate of the raw read, and with the set's
+  regional formats applied as the edge client does (``choose`` + ``correct``);
 * **the recogniser alone**: ms per plate at batch 1 and 8 (onnxruntime, 2 threads).
 
 Writes ``bench/results/accuracy.json``: the default reader's figures at the top level
 (``us_dev_exact``, ``eu_exact``, ``us_crops_val_exact``, ``br_crops_val_exact``,
 ``rec_ms_per_plate_b1``, ``rec_ms_per_plate_b8``, ``ms_per_photo_eu``, ...), the previous
-reader's under ``previous`` and the fusion's under ``fused``, with miss categories and
+reader's under ``previous`` and the plate model's alone under ``plate``, with miss categories and
 confusions per set. ``--limit N`` / ``--crops N`` make a smoke run (the test suite's).
 
     python scripts/bench_accuracy.py                # full run, ~10 min on 2 cores
@@ -49,8 +50,9 @@ from training.data import load_dataset, split  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"
 PHOTO_SETS = {"us_dev": ("openalpr-us-dev", ["us"]), "eu": ("openalpr-eu", ["eu", "uk"])}
 CROP_SETS = {"us_crops_val": "us-plate-crops", "br_crops_val": "br-plate-crops"}
-READERS = {"plate": "default", "ppocr": "previous", "fused": "fused"}
-DEFAULT = "plate"
+READERS = {"fused": "default", "ppocr": "previous", "plate": "plate"}
+DEFAULT = "fused"
+CROP_REGIONS = {"us_crops_val": ["us"], "br_crops_val": ["br"]}
 
 
 def photos(folder: Path, regions: list[str], reader: str, work: Path, limit: int | None) -> dict:
@@ -73,6 +75,23 @@ def crop_split(name: str, val_percent: int, limit: int | None) -> tuple[np.ndarr
     val = val[:limit] if limit else val
     crops = np.stack([served_crop(cv2.imread(str(s.path))) for s in val])
     return crops, [s.text for s in val]
+
+
+def with_formats(read: Any, regions: list[str]) -> str:
+    """The edge client's text for one read: top-k rescoring and look-alike correction
+    with the camera's regional formats."""
+    from edge_client.plates import load_formats, select
+    from edge_client.plates.choose import choose
+    from edge_client.plates.formats import correct
+    from ensemble.contracts import Box, PlateRead
+
+    formats = select(load_formats(), regions)
+    plate = PlateRead(Box(0, 0, 1, 1), 1.0, read.text, read.confidence, read.char_confidences,
+                      read.alternatives, read.alt_confidences)  # fmt: skip
+    chosen = choose([plate], formats)
+    if chosen is None:
+        return str(read.text)
+    return correct(chosen.text, formats, chosen.char_confidences)[0]
 
 
 def reader_cost(reader: Any, crops: np.ndarray) -> dict[str, float]:
@@ -111,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             reads = reader.read(x)
             figures[r][f"{key}_exact"] = round(
                 float(np.mean([a.text == t for a, t in zip(reads, texts, strict=True)])), 4
+            )
+            fixed = [with_formats(a, CROP_REGIONS[key]) for a in reads]
+            figures[r][f"{key}_exact_with_formats"] = round(
+                float(np.mean([a == t for a, t in zip(fixed, texts, strict=True)])), 4
             )
         if crops:
             sample = np.concatenate([x for x, _ in crops.values()])[:64]

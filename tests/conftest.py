@@ -21,6 +21,7 @@ REQUIRED_WEIGHTS = [
     MODEL_REPOSITORY / "vehicle_detector/1/model.onnx",
     MODEL_REPOSITORY / "plate_detector/1/ppocr_det.onnx",
     MODEL_REPOSITORY / "plate_ocr/1/ppocr_rec.onnx",
+    MODEL_REPOSITORY / "plate_ocr/1/plate_rec.onnx",
 ]
 
 
