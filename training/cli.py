@@ -222,10 +222,15 @@ def write_card(
     path = out / f"{CARD_NAME}.json"
     path.write_text(json.dumps(card, indent=2) + "\n")
     (out / f"{CARD_NAME}.md").write_text(card_markdown(card, log, figures))
+    (out / "report.md").write_text(card_markdown(card, log, figures, misreads=True))
     return path
 
 
-def card_markdown(card: dict[str, Any], log: dict[str, Any], figures: dict[str, Any]) -> str:
+def card_markdown(
+    card: dict[str, Any], log: dict[str, Any], figures: dict[str, Any], misreads: bool = False
+) -> str:
+    """The card as markdown; ``misreads`` adds the validation misreads with their labels
+    (for the run's report only: the card ships, and the labels are the data set's)."""
     cols = ("set", "files", "train", "val", "weight", "licence")
     rows = "\n".join("| " + " | ".join(str(d[c]) for c in cols) + " |" for d in card["data"])
     val = "\n".join(
@@ -237,7 +242,7 @@ def card_markdown(card: dict[str, Any], log: dict[str, Any], figures: dict[str, 
         for v in log.get("val", [])
     )
     miss = []
-    for name, items in figures.get("misreads", {}).items():
+    for name, items in figures.get("misreads", {}).items() if misreads else ():
         for m in items[:40]:
             miss.append(f"| {name} | {m['truth']} | {m['read']} |")
     t = card["training"]
@@ -280,13 +285,13 @@ batch 1, {card["ms_per_plate_b8"]} ms at batch 8.
 | step | exact per set |
 |---|---|
 {curve}
-
-## Validation misreads (first 40 per set)
-
-| set | truth | read |
-|---|---|---|
-{chr(10).join(miss)}
-"""
+""" + (
+        "\n## Validation misreads (first 40 per set)\n\n| set | truth | read |\n|---|---|---|\n"
+        + "\n".join(miss)
+        + "\n"
+        if misreads
+        else ""
+    )
 
 
 def _command(argv: Sequence[str]) -> str:
@@ -340,7 +345,6 @@ def finish(
     _log("evaluating the exported model through the serving code ...")
     figures = evaluate_onnx(onnx, sets, cfg.data.val_percent)
     card = write_card(out, cfg, config_path, sets, manifest_sha, figures, command)
-    (out / "report.md").write_text((out / f"{CARD_NAME}.md").read_text())
     _log(f"validation exact: {figures['exact']}; card: {card}")
     if install:
         from ensemble.provision import use
