@@ -7,7 +7,7 @@ else). ``job`` resolves it into the plain JSON the torch-side trainer reads.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -29,6 +29,7 @@ class InputSize(_Strict):
 class ModelSpec(_Strict):
     channels: tuple[int, int, int, int, int] = (24, 48, 96, 128, 160)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    time_pool: Literal[2, 4] = 4  # input columns per CTC time step
 
 
 class DataSet(_Strict):
@@ -113,6 +114,7 @@ def job(cfg: TrainConfig, out: Path) -> dict[str, Any]:
         "width": cfg.input.width,
         "channels": list(cfg.model.channels),
         "dropout": cfg.model.dropout,
+        "time_pool": cfg.model.time_pool,
         "sets": [
             {
                 "name": s.name,

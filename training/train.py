@@ -191,7 +191,9 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         flush=True,
     )
 
-    net = PlateCTC(len(alphabet) + 1, job["channels"], float(job["dropout"]))
+    net = PlateCTC(
+        len(alphabet) + 1, job["channels"], float(job["dropout"]), int(job.get("time_pool", 4))
+    )
     if job.get("init_from"):
         missing = net.load_state_dict(state_from_onnx(Path(job["init_from"])), strict=False)
         print(f"[train] initialised from {job['init_from']} ({missing})", file=sys.stderr)
