@@ -32,7 +32,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,8 +43,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from edge_client.plates import PlateFormat, load_formats, select  # noqa: E402
+from edge_client.plates.choose import choose  # noqa: E402
+from edge_client.plates.formats import correct  # noqa: E402
+from ensemble.contracts import Box, PlateRead  # noqa: E402
 from ensemble.serving import build_reader  # noqa: E402
-from training.cli import served_crop  # noqa: E402
+from training.cli import ms_per_plate, served_crop  # noqa: E402
 from training.data import load_dataset, split  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -77,32 +81,15 @@ def crop_split(name: str, val_percent: int, limit: int | None) -> tuple[np.ndarr
     return crops, [s.text for s in val]
 
 
-def with_formats(read: Any, regions: list[str]) -> str:
+def with_formats(read: Any, formats: Sequence[PlateFormat]) -> str:
     """The edge client's text for one read: top-k rescoring and look-alike correction
     with the camera's regional formats."""
-    from edge_client.plates import load_formats, select
-    from edge_client.plates.choose import choose
-    from edge_client.plates.formats import correct
-    from ensemble.contracts import Box, PlateRead
-
-    formats = select(load_formats(), regions)
     plate = PlateRead(Box(0, 0, 1, 1), 1.0, read.text, read.confidence, read.char_confidences,
                       read.alternatives, read.alt_confidences)  # fmt: skip
     chosen = choose([plate], formats)
     if chosen is None:
         return str(read.text)
     return correct(chosen.text, formats, chosen.char_confidences)[0]
-
-
-def reader_cost(reader: Any, crops: np.ndarray) -> dict[str, float]:
-    out = {}
-    for b in (1, 8):
-        reader.read(crops[:b], batch=b)  # warm-up
-        t = time.perf_counter()
-        for i in range(0, len(crops), b):
-            reader.read(crops[i : i + b], batch=b)
-        out[f"rec_ms_per_plate_b{b}"] = round(1000 * (time.perf_counter() - t) / len(crops), 3)
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         key: crop_split(name, val_percent, args.crops)
         for key, name in CROP_SETS.items() if (SHARED / name).is_dir()
     }  # fmt: skip
+    every_format = load_formats()
+    crop_formats = {key: select(every_format, regions) for key, regions in CROP_REGIONS.items()}
     for r in args.readers:
         os.environ["OVR_ALPR_PLATE_READER"] = r
         reader = build_reader(vdir, {}, threads=2)
@@ -131,13 +120,15 @@ def main(argv: list[str] | None = None) -> int:
             figures[r][f"{key}_exact"] = round(
                 float(np.mean([a.text == t for a, t in zip(reads, texts, strict=True)])), 4
             )
-            fixed = [with_formats(a, CROP_REGIONS[key]) for a in reads]
+            fixed = [with_formats(a, crop_formats[key]) for a in reads]
             figures[r][f"{key}_exact_with_formats"] = round(
                 float(np.mean([a == t for a, t in zip(fixed, texts, strict=True)])), 4
             )
         if crops:
             sample = np.concatenate([x for x, _ in crops.values()])[:64]
-            figures[r].update(reader_cost(reader, sample))
+            figures[r].update(
+                {f"rec_ms_per_plate_b{b}": ms for b, ms in ms_per_plate(reader, sample).items()}
+            )
     os.environ.pop("OVR_ALPR_PLATE_READER", None)
     with tempfile.TemporaryDirectory() as tmp:
         for key, (name, regions) in PHOTO_SETS.items():

@@ -39,8 +39,10 @@ from typing import Any
 
 import numpy as np
 
+from ensemble.provision import sha256_of
+
 from .config import ConfigError, TrainConfig, job, load
-from .data import DataError, Sample, load_dataset, read_image, sha256_file, split
+from .data import DataError, Sample, load_dataset, read_image, split
 
 CARD_NAME = "plate_rec.card"
 
@@ -80,8 +82,8 @@ def write_manifest(sets: dict[str, list[Sample]], percent: int, path: Path) -> s
             train, val = split(samples, percent)
             for part, rows in (("train", train), ("val", val)):
                 for s in sorted(rows, key=lambda s: s.path.name):
-                    w.writerow([name, s.path.name, part, sha256_file(s.path)])
-    return sha256_file(path)
+                    w.writerow([name, s.path.name, part, sha256_of(s.path)])
+    return sha256_of(path)
 
 
 def trainer_path() -> Path:
@@ -145,14 +147,23 @@ def evaluate_onnx(onnx: Path, sets: dict[str, list[Sample]], percent: int) -> di
             if not ok
         ]
     if all_crops:
-        crops = np.concatenate(all_crops)[:64]
-        for b in (1, 8):
-            reader.read(crops[:b], batch=b)  # warm-up
-            t = time.perf_counter()
-            for i in range(0, len(crops), b):
-                reader.read(crops[i : i + b], batch=b)
-            figures[f"ms_per_plate_b{b}"] = round(1000 * (time.perf_counter() - t) / len(crops), 3)
+        for b, ms in ms_per_plate(reader, np.concatenate(all_crops)[:64]).items():
+            figures[f"ms_per_plate_b{b}"] = ms
     return figures
+
+
+def ms_per_plate(
+    reader: Any, crops: np.ndarray, batches: Sequence[int] = (1, 8)
+) -> dict[int, float]:
+    """A recogniser's time per plate over ``crops`` at each batch size (after a warm-up)."""
+    out = {}
+    for b in batches:
+        reader.read(crops[:b], batch=b)
+        t = time.perf_counter()
+        for i in range(0, len(crops), b):
+            reader.read(crops[i : i + b], batch=b)
+        out[b] = round(1000 * (time.perf_counter() - t) / len(crops), 3)
+    return out
 
 
 def write_card(
@@ -188,7 +199,7 @@ def write_card(
     card = {
         "model": "plate_ocr",
         "file": onnx.name,
-        "sha256": sha256_file(onnx),
+        "sha256": sha256_of(onnx),
         "bytes": onnx.stat().st_size,
         "format": "ONNX opset 17; input x float32 [N, 3, H, W] RGB in [-1, 1]; output probs "
         "[N, T, 1 + |alphabet|] (CTC, blank first); metadata: alphabet, input size",

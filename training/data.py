@@ -1,4 +1,4 @@
-"""Labelled plate crops for training: loading, validation, a fixed split, a manifest.
+"""Labelled plate crops for training: loading, validation, a fixed split.
 
 A data set is a folder of plate images plus a CSV (``labels.csv`` by default) with a
 ``file`` column and a ``plate`` column (other columns, e.g. ``state``, are kept as
@@ -47,14 +47,6 @@ def is_validation(text: str, percent: int) -> bool:
     """Whether the plate ``text`` belongs to the validation split (``percent`` of plates)."""
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()
     return int(digest[:8], 16) % 100 < percent
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -132,16 +124,3 @@ def split(samples: Iterable[Sample], percent: int) -> tuple[list[Sample], list[S
     for s in samples:
         (val if is_validation(s.text, percent) else train).append(s)
     return train, val
-
-
-def manifest(samples: Iterable[Sample], root: Path | None = None) -> list[dict[str, str]]:
-    """One row per file: data set, path (relative to ``root`` when under it), label,
-    sha256 — what a model card lists so that a training run can be checked."""
-    rows = []
-    for s in samples:
-        try:
-            rel = str(s.path.relative_to(root)) if root else str(s.path)
-        except ValueError:
-            rel = str(s.path)
-        rows.append({"set": s.source, "file": rel, "plate": s.text, "sha256": sha256_file(s.path)})
-    return rows
