@@ -13,6 +13,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
+
+
+class Direction(StrEnum):
+    """Which way a vehicle crossed a zone's counting line."""
+
+    ENTRY = "entry"
+    EXIT = "exit"
+
 
 @dataclass(frozen=True)
 class Frame:

@@ -20,8 +20,8 @@ from ensemble.contracts import (
     Detection,
     PlateRead,
 )
+from ensemble.ops.launcher import ACCESS_KEY_ENV, ACCESS_KEY_HEADER
 from ensemble.preprocess import letterbox
-from ensemble.server import ACCESS_KEY_ENV, ACCESS_KEY_HEADER
 
 from .shm import SystemShmInput
 

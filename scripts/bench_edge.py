@@ -32,12 +32,12 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from demo import start_redis  # noqa: E402
 
-from edge_client.demo_video import demo_edge_config, generate  # noqa: E402
 from edge_client.detect import PlateFrameDetector  # noqa: E402
 from edge_client.plates.normalize import normalize  # noqa: E402
+from edge_client.tools.demo_video import demo_edge_config, generate  # noqa: E402
 from edge_client.triton_client import AlprClient  # noqa: E402
 from ensemble.image_io import encode_jpeg  # noqa: E402
-from ensemble.server_process import start_triton  # noqa: E402
+from ensemble.ops.server_process import start_triton  # noqa: E402
 
 
 def frames(video: Path):  # type: ignore[no-untyped-def]

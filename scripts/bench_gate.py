@@ -36,9 +36,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from demo import start_redis, wait_decisions  # noqa: E402
 
-from edge_client.demo_video import demo_edge_config, generate  # noqa: E402
-from edge_client.gate.process import demo_gate_config, start_gate  # noqa: E402
-from ensemble.server_process import start_triton  # noqa: E402
+from edge_client.tools.demo_video import demo_edge_config, generate  # noqa: E402
+from ensemble.ops.server_process import start_triton  # noqa: E402
+from gate.process import demo_gate_config, start_gate  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_client.demo_video import generate  # noqa: E402
+from edge_client.tools.demo_video import generate  # noqa: E402
 from ensemble.engines import REFINE_PARAMS, PlateProposer, Proposer, YoloPlateProposer  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "data" / "openalpr-eu"

@@ -3,7 +3,7 @@
 perf_analyzer does not run on this machine (its glibc is too old), so this script is a small
 ``tritonclient`` load generator. In one run it:
 
-1. starts its own ``tritonserver`` on free ports (``ensemble.server_process.start_triton``,
+1. starts its own ``tritonserver`` on free ports (``ensemble.ops.server_process.start_triton``,
    ``--model-control-mode=explicit``, all models of ``model_repository/`` loaded), waits for
    ``/v2/health/ready`` and always stops it at the end; or, with ``--url host:port`` (gRPC),
    uses a server that is already running (without model control there, batching on/off and
@@ -68,8 +68,8 @@ import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
 from ensemble.engines import VehicleDetector
+from ensemble.ops.server_process import TritonProcess, start_triton
 from ensemble.preprocess import letterbox
-from ensemble.server_process import TritonProcess, start_triton
 from ensemble.serving import (
     PlateDetectorService,
     PlateOcrService,

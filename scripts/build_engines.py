@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ensemble.engine_build import (
+from ensemble.ops.engine_build import (
     EngineBuildError,
     EngineSpec,
     Profile,
@@ -29,8 +29,8 @@ from ensemble.engine_build import (
     plan_config,
     trtexec_command,
 )
-from ensemble.onnx_tools import validate_yolo_onnx
-from ensemble.variants import assemble
+from ensemble.ops.onnx_tools import validate_yolo_onnx
+from ensemble.ops.variants import assemble
 
 REPO = Path(__file__).resolve().parent.parent
 

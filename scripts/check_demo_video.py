@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_client.demo_video import generate  # noqa: E402
+from edge_client.tools.demo_video import generate  # noqa: E402
 from ensemble import text_det  # noqa: E402
 from ensemble.engines import PlateProposer, PlateReader, crops_for  # noqa: E402
 

@@ -31,9 +31,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
-from edge_client.demo_video import demo_edge_config, generate  # noqa: E402
-from edge_client.gate.process import demo_gate_config, start_gate  # noqa: E402
-from ensemble.server_process import free_port, start_triton  # noqa: E402
+from edge_client.tools.demo_video import demo_edge_config, generate  # noqa: E402
+from ensemble.ops.server_process import free_port, start_triton  # noqa: E402
+from gate.process import demo_gate_config, start_gate  # noqa: E402
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes] | None, str]:

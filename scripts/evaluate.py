@@ -10,7 +10,7 @@ character accuracy, time per image and the misses; writes results.json, report.h
 (misses with crops) and chart.png to --out, and a summary JSON to --summary.
 """
 
-from edge_client.evaluate_cli import main
+from edge_client.cli.evaluate import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -4,7 +4,7 @@
     python scripts/make_demo_video.py --out runs/demo_video
     python scripts/make_demo_video.py --size 640x360 --fps 10 --plates "AB12CDE:uk,7ABC123:us"
 
-Writes <out>/<name>.mp4 and <out>/<name>.truth.json (schema: edge_client/demo_video.py).
+Writes <out>/<name>.mp4 and <out>/<name>.truth.json (schema: edge_client/tools/demo_video.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_client.demo_video import generate, parse_plates  # noqa: E402
+from edge_client.tools.demo_video import generate, parse_plates  # noqa: E402
 
 
 def size(text: str) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ensemble.variants import VariantError, assemble, available
+from ensemble.ops.variants import VariantError, assemble, available
 
 
 def main() -> int:

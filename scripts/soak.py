@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from demo import start_redis  # noqa: E402
 
-from edge_client.demo_video import generate  # noqa: E402
-from ensemble.server_process import free_port, start_triton, tree_rss_mb  # noqa: E402
+from edge_client.tools.demo_video import generate  # noqa: E402
+from ensemble.ops.server_process import free_port, start_triton, tree_rss_mb  # noqa: E402
 
 METRIC = re.compile(r"^(alpr_[a-z_]+)\{([^}]*)\} ([0-9.e+-]+)$")
 

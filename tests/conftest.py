@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ensemble.server_process import TritonProcess, free_port, start_triton
+from ensemble.ops.server_process import TritonProcess, free_port, start_triton
 
 __all__ = ["TritonProcess", "free_port", "start_triton", "stop_triton"]
 
@@ -58,7 +58,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """The synthetic demo video (6 plates) and its ground truth."""
     import json
 
-    from edge_client.demo_video import generate
+    from edge_client.tools.demo_video import generate
 
     video, truth = generate(tmp_path_factory.mktemp("demo"), font="hershey")
     return video, json.loads(truth.read_text())

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from ensemble.server_process import free_port
+from ensemble.ops.server_process import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 

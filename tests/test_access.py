@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
-from edge_client.access import Decision, GateLists, ListEntry, decide, within_one_edit
+from gate.access import Decision, GateLists, ListEntry, decide, within_one_edit
 
 NOW = datetime(2026, 11, 21, 12, 0)
 LISTS = GateLists.model_validate(

@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 import redis
 
-from edge_client.cache import (
+from edge_client.cli.cache import main as cli
+from edge_client.contracts import PlateResult, Read, TrackStatus
+from edge_client.state.cache import (
     CacheAuthError,
     CacheUnavailable,
     TrackCache,
     redact_url,
 )
-from edge_client.cache_cli import main as cli
-from edge_client.cache_link import Op
-from edge_client.cache_local import LocalView
-from edge_client.contracts import PlateResult, Read, TrackStatus
+from edge_client.state.link import Op
+from edge_client.state.local import LocalView
 from tests.redis_server import RedisProc, free_port, redis_factory, start_redis
 
 __all__ = ["redis_factory"]  # the fixture, used by the outage and password tests
@@ -158,7 +158,7 @@ def test_votes_append_atomically_across_clients(r, server, make_cache) -> None:
 
 
 def test_votes_capped_and_replay_idempotent(r, server, make_cache) -> None:
-    from edge_client.cache import MAX_VOTES
+    from edge_client.state.cache import MAX_VOTES
 
     c = make_cache(server.url)
     for i in range(MAX_VOTES + 6):

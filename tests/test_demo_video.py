@@ -1,4 +1,4 @@
-"""The synthetic plate-camera video generator (edge_client/demo_video.py)."""
+"""The synthetic plate-camera video generator (edge_client/tools/demo_video.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_client import demo_video
-from edge_client.demo_video import DEFAULT_PLATES, generate, parse_plates
+from edge_client.tools import demo_video
+from edge_client.tools.demo_video import DEFAULT_PLATES, generate, parse_plates
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL: dict[str, Any] = dict(width=480, height=270, fps=8.0)

@@ -14,8 +14,8 @@ import pytest
 from edge_client.config import ConfigError, Thresholds, load_config, parse_config
 from edge_client.contracts import Read, TrackedBox, TrackStatus
 from edge_client.reader import ReadJob, ReadWorker
-from edge_client.resume import Reported
 from edge_client.source import END, Backoff, VideoSource, select_decoder
+from edge_client.state.resume import Reported
 from edge_client.trackbook import TrackRecord, should_decide, should_read
 
 REPO = Path(__file__).resolve().parent.parent
@@ -233,7 +233,7 @@ def test_metrics_are_exposed_in_prometheus_format() -> None:
     import urllib.request
 
     from edge_client.metrics import Metrics
-    from ensemble.server_process import free_port
+    from ensemble.ops.server_process import free_port
 
     m = Metrics()
     m.frames.labels("cam1").inc(3)

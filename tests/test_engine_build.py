@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from ensemble.engine_build import (
+from ensemble.ops.engine_build import (
     EngineBuildError,
     EngineSpec,
     Profile,

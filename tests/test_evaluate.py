@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import TritonProcess
 
-from edge_client.evaluate import char_accuracy, confident, load_labels, score_video
-from edge_client.evaluate_cli import main
+from edge_client.cli.evaluate import main
 from edge_client.plates.formats import load_formats, select
+from edge_client.tools.evaluate import char_accuracy, confident, load_labels, score_video
 from ensemble.contracts import Box, PlateRead
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_client import evaluate_cli
-from edge_client.evaluate import (
+from edge_client.cli import evaluate as evaluate_cli
+from edge_client.cli.evaluate import main, parser, server_env
+from edge_client.tools.evaluate import (
     CATEGORIES,
     Candidate,
     ImageResult,
@@ -30,7 +31,6 @@ from edge_client.evaluate import (
     summarise_sets,
     top_pairs,
 )
-from edge_client.evaluate_cli import main, parser, server_env
 from ensemble.contracts import Box
 
 PLATE = Box(100, 100, 200, 130)

@@ -17,7 +17,7 @@ from conftest import MODEL_REPOSITORY, start_triton
 from redis_server import start_redis
 from test_edge_e2e import EDGE, events, write_config
 
-from ensemble.server_process import free_port
+from ensemble.ops.server_process import free_port
 
 pytestmark = pytest.mark.server
 

@@ -20,12 +20,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
-from edge_client.access import Decision, decide
-from edge_client.gate.config import GateConfig, parse_gate_config
-from edge_client.gate.contracts import DecisionEvent, Direction, VehicleRecord
-from edge_client.gate.history import History
-from edge_client.gate.live import LiveFeed
-from edge_client.gate.web import create_app
+from gate.access import Decision, decide
+from gate.config import GateConfig, parse_gate_config
+from gate.contracts import DecisionEvent, Direction, VehicleRecord
+from gate.history import History
+from gate.live import LiveFeed
+from gate.web import create_app
 from tests.gate_browser import (
     chrome,
     screenshot_on_error,

@@ -21,9 +21,9 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from edge_client.demo_video import demo_edge_config
-from edge_client.gate.process import GateProcess, demo_gate_config, start_gate
-from ensemble.server_process import TritonProcess
+from edge_client.tools.demo_video import demo_edge_config
+from ensemble.ops.server_process import TritonProcess
+from gate.process import GateProcess, demo_gate_config, start_gate
 from tests.gate_browser import chrome, chrome_installed, screenshot_on_error, wait_css, wait_for
 from tests.redis_server import RedisProc, start_redis
 

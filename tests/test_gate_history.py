@@ -24,9 +24,9 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from edge_client.access import Decision, GateLists, ListEntry, decide
-from edge_client.gate.contracts import Direction, VehicleRecord
-from edge_client.gate.history import (
+from gate.access import Decision, GateLists, ListEntry, decide
+from gate.contracts import Direction, VehicleRecord
+from gate.history import (
     Base,
     History,
     HistoryError,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from edge_client.gate.contracts import Direction, Observation, ObservationKind, VehicleRecord
-from edge_client.gate.merge import GateMerger, MergeResult
+from gate.contracts import Direction, Observation, ObservationKind, VehicleRecord
+from gate.merge import GateMerger, MergeResult
 
 PLATE_CAM, OVERVIEW_CAM = "gate1-plate", "gate1-overview"
 WINDOW = 5.0

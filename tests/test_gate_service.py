@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from edge_client.access import ListEntry
-from edge_client.cache_keys import camera_status
 from edge_client.contracts import PlateEvent
-from edge_client.gate.config import GateConfig, parse_gate_config
-from edge_client.gate.contracts import Direction, ObservationKind
-from edge_client.gate.history import History, HistoryQuery
-from edge_client.gate.service import GateService
+from edge_client.state.keys import camera_status
+from gate.access import ListEntry
+from gate.config import GateConfig, parse_gate_config
+from gate.contracts import Direction, ObservationKind
+from gate.history import History, HistoryQuery
+from gate.service import GateService
 from tests.redis_server import RedisProc, start_redis
 from tests.test_sinks import Broker, Hook, Subscriber, free_port, wait_until
 
@@ -341,7 +341,7 @@ def test_retention_purge(tmp_path: Path, history: History) -> None:
 
 
 def test_observation_kinds_round_trip() -> None:
-    from edge_client.gate.contracts import Observation
+    from gate.contracts import Observation
 
     obs = Observation.from_event(
         camera_event(kind="vehicle", plate="", direction="exit", dwell_s=2.0)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from edge_client.gate.colour import COLOURS
-from edge_client.gate.process import start_gate
-from ensemble.server_process import TritonProcess, free_port
+from edge_client.zones.colour import COLOURS
+from ensemble.ops.server_process import TritonProcess, free_port
+from gate.process import start_gate
 from tests.gate_browser import wait_for
 from tests.redis_server import start_redis
 from tests.test_edge_e2e import panning_video

@@ -1,4 +1,4 @@
-"""The gate dashboard's HTTP API (``edge_client.gate.web``) against a real ``History`` on
+"""The gate dashboard's HTTP API (``gate.web``) against a real ``History`` on
 SQLite, a real ``LiveFeed`` and a real two-gate ``GateConfig``: every endpoint's answers
 and errors, crop confinement, the list token, long-poll and server-sent events, the
 OpenAPI document and the security headers."""
@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
-from edge_client.access import Decision, ListEntry, decide
-from edge_client.gate import web
-from edge_client.gate.config import GateConfig, parse_gate_config
-from edge_client.gate.contracts import DecisionEvent, Direction, VehicleRecord
-from edge_client.gate.history import History, HistoryError
-from edge_client.gate.live import LiveFeed
-from edge_client.gate.web import GateRuntime, RecordOut, create_app
+from gate import web
+from gate.access import Decision, ListEntry, decide
+from gate.config import GateConfig, parse_gate_config
+from gate.contracts import DecisionEvent, Direction, VehicleRecord
+from gate.history import History, HistoryError
+from gate.live import LiveFeed
+from gate.web import GateRuntime, RecordOut, create_app
 from tests.gate_browser import start_app_server
 from tests.synth import jpeg, render_plate
 

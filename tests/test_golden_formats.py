@@ -14,9 +14,9 @@ import pytest
 from conftest import TritonProcess
 from synth import jpeg, place_plate
 
-from edge_client import demo_render as R
-from edge_client.evaluate import decide
 from edge_client.plates import load_formats, select
+from edge_client.tools import demo_render as R
+from edge_client.tools.evaluate import decide
 from edge_client.triton_client import AlprClient
 from ensemble.contracts import Box
 

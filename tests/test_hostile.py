@@ -21,7 +21,7 @@ from tritonclient.utils import InferenceServerException
 from edge_client.config import ConfigError, EdgeConfig, parse_config
 from edge_client.crops import safe_name
 from edge_client.sinks import mqtt_topic
-from ensemble.server_process import tree_rss_mb
+from ensemble.ops.server_process import tree_rss_mb
 
 GOOD_JPEG = jpeg(render_vehicle("AB123CD")[0])
 GOOD_PNG = png(render_plate("AB123CD"))

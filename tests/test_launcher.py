@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ensemble import server
+from ensemble.ops import launcher as server
 
 
 def test_bundled_plan_passes_arguments_and_adds_backend_dir() -> None:

@@ -19,7 +19,7 @@ from ensemble.engines import (
     expand_box,
     yolo_size,
 )
-from ensemble.onnx_tools import validate_yolo_onnx
+from ensemble.ops.onnx_tools import validate_yolo_onnx
 from ensemble.text_det import box_quads
 
 
@@ -239,7 +239,7 @@ def test_rendered_plate_on_a_car_is_found_and_refined(yolo_plate: Path, weights:
 def test_real_photographs_plates_found(yolo_plate: Path, openalpr_eu: Path) -> None:
     import cv2
 
-    from edge_client.evaluate import load_labels
+    from edge_client.tools.evaluate import load_labels
 
     prop = YoloPlateProposer(yolo_plate)
     labels = load_labels(openalpr_eu)[::6]

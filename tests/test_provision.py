@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble import provision
-from ensemble.onnx_tools import OnnxModelError, batch_consistency, validate_yolo_onnx
+from ensemble.ops import provision
+from ensemble.ops.onnx_tools import OnnxModelError, batch_consistency, validate_yolo_onnx
 
 
 def make_wheel(

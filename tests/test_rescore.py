@@ -13,10 +13,10 @@ import tritonclient.grpc as grpcclient
 from conftest import TritonProcess
 from synth import jpeg, render_plate, render_vehicle
 
-from edge_client.evaluate import decide
 from edge_client.plates import PlateFormat, choose, load_formats, rescore, select
 from edge_client.plates.formats import PROTECT
 from edge_client.reader import alpr_batch_reader, plate_batch_reader
+from edge_client.tools.evaluate import decide
 from edge_client.triton_client import AlprClient
 from ensemble.contracts import PLATE_ALPHABET, Box, PlateRead
 from ensemble.ctc import CtcResult, greedy_decode

@@ -17,7 +17,7 @@ from ensemble import plate_rec
 from ensemble.contracts import PLATE_ALPHABET, REC_HEIGHT, REC_WIDTH
 from ensemble.ctc import CtcResult
 from ensemble.engines import FusedReader, PlateCtcReader, fuse
-from ensemble.provision import SHIPPED, install_shipped, sha256_of, use
+from ensemble.ops.provision import SHIPPED, install_shipped, sha256_of, use
 from training import cli
 from training.config import ConfigError, load
 from training.data import DataError, is_validation, load_dataset, split
@@ -158,7 +158,7 @@ def test_fetch_refuses_a_tampered_shipped_model(tmp_path: Path) -> None:
     (root / item.src).parent.mkdir(parents=True)
     (root / item.src).write_bytes((REPO / item.src).read_bytes() + b"x")
     (root / item.card).write_text((REPO / item.card).read_text())
-    from ensemble.provision import ProvisionError
+    from ensemble.ops.provision import ProvisionError
 
     with pytest.raises(ProvisionError, match="does not match its model card"):
         install_shipped(item, tmp_path / "repo", root)
@@ -178,7 +178,7 @@ def test_shipped_model_serves_the_contract() -> None:
 
 
 def test_use_accepts_only_a_plate_recogniser(tmp_path: Path) -> None:
-    from ensemble.provision import ProvisionError
+    from ensemble.ops.provision import ProvisionError
 
     (item,) = SHIPPED
     dest = use("plate_ocr", REPO / item.src, tmp_path)

@@ -11,7 +11,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from edge_client.triton_client import AlprClient
-from ensemble.variants import VariantError, assemble, available, with_net_model
+from ensemble.ops.variants import VariantError, assemble, available, with_net_model
 
 
 def test_variants_listed() -> None:

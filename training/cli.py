@@ -10,7 +10,7 @@
    corrupt image, an empty label or a character outside the alphabet stops the run
    with the file and line named) before any time is spent;
 2. writes the data manifest (set, file, split, sha256) and the resolved job;
-3. trains in the cached torch environment (``ensemble.yolo_export.ensure_env``, the same
+3. trains in the cached torch environment (``ensemble.ops.yolo_export.ensure_env``, the same
    one the YOLO export uses; the runtime environment never imports torch):
    ``python -m training.train job.json`` writes ``plate_rec.onnx``;
 4. evaluates that ONNX file through the serving code (``ensemble.engines.PlateCtcReader``
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ensemble.provision import sha256_of
+from ensemble.ops.provision import sha256_of
 
 from .config import ConfigError, TrainConfig, job, load
 from .data import DataError, Sample, load_dataset, read_image, split
@@ -97,7 +97,7 @@ def trainer_path() -> Path:
 
 
 def run_trainer(job_path: Path) -> None:
-    from ensemble.yolo_export import ExportError, ensure_env
+    from ensemble.ops.yolo_export import ExportError, ensure_env
 
     try:
         python = ensure_env()
@@ -358,7 +358,7 @@ def finish(
     card = write_card(out, cfg, config_path, sets, manifest_sha, figures, command)
     _log(f"validation exact: {figures['exact']}; card: {card}")
     if install:
-        from ensemble.provision import use
+        from ensemble.ops.provision import use
 
         use("plate_ocr", onnx)
     return 0

@@ -25,14 +25,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge_client.contracts import PlateResult, Read
+from edge_client.plates.choose import choose
+from edge_client.plates.formats import PlateFormat, correct
+from edge_client.plates.voting import vote
+from edge_client.triton_client import AlprClient
 from ensemble.contracts import Box, PlateRead
 from ensemble.image_io import encode_jpeg
-
-from .contracts import PlateResult, Read
-from .plates.choose import choose
-from .plates.formats import PlateFormat, correct
-from .plates.voting import vote
-from .triton_client import AlprClient
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,12 @@ import threading
 import time
 from pathlib import Path
 
+from edge_client.config import ConfigError, EdgeConfig, load_config
+from edge_client.metrics import Metrics
+from edge_client.pipeline import CameraPipeline, PipelineStats
+from edge_client.source import select_decoder
+from edge_client.triton_client import AlprClient, TritonEndpoint
 from ensemble.contracts import COCO_VEHICLE_CLASSES
-
-from .config import ConfigError, EdgeConfig, load_config
-from .metrics import Metrics
-from .pipeline import CameraPipeline, PipelineStats
-from .source import select_decoder
-from .triton_client import AlprClient, TritonEndpoint
 
 log = logging.getLogger("ovr_alpr.edge")
 EXIT_CONFIG, EXIT_TRITON = 2, 3
@@ -44,13 +43,13 @@ def build_pipeline(
 ) -> CameraPipeline:
     import redis
 
-    from .cache import TrackCache
-    from .detect import PlateFrameDetector, VehicleFrameDetector
-    from .plates.formats import load_formats, select
-    from .reader import ReadWorker, alpr_batch_reader, plate_batch_reader
-    from .resume import ResumeState
-    from .sinks import build_sinks
-    from .tracking import ByteTracker
+    from edge_client.detect import PlateFrameDetector, VehicleFrameDetector
+    from edge_client.plates.formats import load_formats, select
+    from edge_client.reader import ReadWorker, alpr_batch_reader, plate_batch_reader
+    from edge_client.sinks import build_sinks
+    from edge_client.state.cache import TrackCache
+    from edge_client.state.resume import ResumeState
+    from edge_client.tracking import ByteTracker
 
     cam = cfg.cameras[camera_id]
     endpoint = TritonEndpoint(triton_url, cfg.triton.timeout_s, fallbacks=tuple(cfg.triton.urls))

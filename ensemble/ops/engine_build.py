@@ -16,7 +16,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .preprocess import letterbox
+from ensemble.preprocess import letterbox
 
 Precision = Literal["fp32", "fp16", "int8"]
 

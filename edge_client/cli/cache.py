@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from edge_client.cache import CacheAuthError, CacheUnavailable, TrackCache, TrackState
+from edge_client.state.cache import CacheAuthError, CacheUnavailable, TrackCache, TrackState
 
 DEFAULT_URL = "redis://localhost:6379/0"
 NS_FIELDS = ("camera", "tracks", "status", "keys", "plates", "memory_bytes")
@@ -190,7 +190,7 @@ COMMANDS = {"list": cmd_list, "show": cmd_show, "stats": cmd_stats, "purge": cmd
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.json = getattr(args, "json", False)
-    cache_log = logging.getLogger("edge_client.cache")
+    cache_log = logging.getLogger("edge_client.state.cache")
     level = cache_log.level
     cache_log.setLevel(logging.ERROR)  # an outage is reported once, below, not also logged
     try:

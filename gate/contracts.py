@@ -3,7 +3,7 @@
 Data flow: edge clients publish camera events (``kind: plate`` when a track's plate is
 decided, ``kind: vehicle`` when a track leaves the view) to a Redis stream ->
 ``Observation`` -> the gate merges a plate camera's and an overview camera's observations
-of one vehicle into a ``VehicleRecord`` -> access decision (``edge_client.access``) ->
+of one vehicle into a ``VehicleRecord`` -> access decision (``gate.access``) ->
 ``DecisionEvent`` published to the gate's MQTT topic / webhook / JSONL, and the record is
 stored in the history database (``history.History``).
 
@@ -17,12 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-Box = tuple[float, float, float, float]
-
-
-class Direction(StrEnum):
-    ENTRY = "entry"
-    EXIT = "exit"
+from edge_client.contracts import Direction
 
 
 class ObservationKind(StrEnum):

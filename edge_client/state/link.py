@@ -1,7 +1,7 @@
-"""The Redis side of :class:`edge_client.cache.TrackCache`: connection state, the bounded
+"""The Redis side of :class:`edge_client.state.cache.TrackCache`: connection state, the bounded
 buffer of writes made while Redis is unreachable, and their in-order replay
 (reconciliation). Writes are :class:`Op` records run by the Lua scripts of
-:mod:`edge_client.cache_scripts`.
+:mod:`edge_client.state.scripts`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
-from edge_client import cache_scripts as lua
-from edge_client.cache_keys import check_client_id, plate_claim, track_hash, track_index
-from edge_client.cache_local import LocalView
+from edge_client.state import scripts as lua
+from edge_client.state.keys import check_client_id, plate_claim, track_hash, track_index
+from edge_client.state.local import LocalView
 
-log = logging.getLogger("edge_client.cache")
+log = logging.getLogger("edge_client.state.cache")
 REPLAY_BATCH = 200  # buffered writes sent per pipeline round trip
 
 

@@ -1,4 +1,4 @@
-"""`alpr-evaluate`: the command-line side of :mod:`edge_client.evaluate`.
+"""`alpr-evaluate`: the command-line side of :mod:`edge_client.tools.evaluate`.
 
 ``alpr-evaluate photos FOLDER [FOLDER ...]`` reads labelled photographs through the
 server and writes, under ``--out``, ``results.json``, ``summary.md`` (one row per set),
@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from .evaluate import (
+from edge_client.plates.formats import PlateFormat, load_formats, select
+from edge_client.tools.evaluate import (
     ImageResult,
     Label,
     compare_markdown,
@@ -36,10 +37,9 @@ from .evaluate import (
     summary_markdown,
     write_report,
 )
-from .plates.formats import PlateFormat, load_formats, select
-from .triton_client import AlprClient, InferenceError
+from edge_client.triton_client import AlprClient, InferenceError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PLATE_READERS = ("plate", "ppocr", "fused")  # plate_ocr's OVR_ALPR_PLATE_READER values
 
 
@@ -86,7 +86,7 @@ def run_photos(
     server = None
     url = args.url
     if args.start_server:
-        from ensemble.server_process import start_triton
+        from ensemble.ops.server_process import start_triton
 
         env = server_env(args.plate_engine, plate_reader)
         server = start_triton(REPO / "model_repository", out / "tritonserver.log", env=env)

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from ensemble.server_process import free_port, stop_process
+from ensemble.ops.server_process import free_port, stop_process
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass

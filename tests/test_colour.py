@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_client.gate.colour import COLOURS, dominant_colour, name_hsv
+from edge_client.zones.colour import COLOURS, dominant_colour, name_hsv
 
 ROAD = (105, 108, 110)
 WINDOW = (38, 36, 34)

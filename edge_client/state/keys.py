@@ -1,6 +1,6 @@
 """Key names, validation and (de)serialisation for the Redis track cache.
 
-The key schema itself is documented in :mod:`edge_client.cache`; this module only builds
+The key schema itself is documented in :mod:`edge_client.state.cache`; this module only builds
 and checks names and converts a track hash to and from :class:`TrackState`.
 """
 

@@ -64,9 +64,10 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
-from ..access import Decision, GateLists, ListEntry, normalized_plate
-from ..crops import safe_name
-from ..plates.normalize import fold_lookalikes, normalize
+from edge_client.crops import safe_name
+from edge_client.plates.normalize import fold_lookalikes, normalize
+from gate.access import Decision, GateLists, ListEntry, normalized_plate
+
 from .contracts import Direction, VehicleRecord
 
 __all__ = [

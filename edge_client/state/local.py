@@ -1,7 +1,7 @@
 """In-process view of the tracks and plate claims this client knows, used while Redis is
-unreachable. It mirrors the Lua scripts of :mod:`edge_client.cache_scripts` on plain
+unreachable. It mirrors the Lua scripts of :mod:`edge_client.state.scripts` on plain
 dicts of the same string fields, and is bounded in size (LRU) and in time (TTL).
-Not thread-safe on its own: :class:`edge_client.cache.TrackCache` holds its lock.
+Not thread-safe on its own: :class:`edge_client.state.cache.TrackCache` holds its lock.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from edge_client.cache_keys import TrackState, state_from_hash
+from edge_client.state.keys import TrackState, state_from_hash
 
 Fields = dict[str, str]
 

@@ -142,7 +142,7 @@ def plan_launch(argv: list[str], environ: dict[str, str] | None = None) -> Launc
     old = env.get("LD_LIBRARY_PATH")
     env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + ([old] if old else []))
     # The stub's interpreter must import the project's `ensemble` package from model.py.
-    project_root = str(Path(__file__).resolve().parent.parent)
+    project_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(
         [project_root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
     )

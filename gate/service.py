@@ -4,7 +4,7 @@ Edge clients publish their events to a Redis stream (``redis_stream`` sink). The
 reads it as a consumer group (an event is acknowledged only once its record is stored, so
 a crash or a database outage re-delivers it), merges each gate's plate and overview
 sightings into one ``VehicleRecord`` (``merge.GateMerger``), decides allow / deny /
-unknown against the gate's lists (``edge_client.access``; lists live in the history
+unknown against the gate's lists (``gate.access``; lists live in the history
 database and are reloaded when an operator changes them), publishes a ``DecisionEvent``
 to the gate's sinks (MQTT topic for the barrier, webhook, JSONL) and to the live feed of
 the dashboard, and stores the record (``history.History``).
@@ -31,9 +31,9 @@ from typing import Any
 
 import redis
 
-from edge_client.access import Decision, GateLists, decide
-from edge_client.cache_keys import camera_status
 from edge_client.sinks import SinkSet, build_sinks
+from edge_client.state.keys import camera_status
+from gate.access import Decision, GateLists, decide
 
 from .config import GateConfig
 from .contracts import DecisionEvent, Observation, ObservationKind, VehicleRecord

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 
 from edge_client.config import Zone
-from edge_client.gate.contracts import Box, Direction
-from edge_client.gate.zones import EntrySide, ZoneGeometry, ZoneTracker, crosses
+from edge_client.contracts import Box, Direction
+from edge_client.zones.tracker import EntrySide, ZoneGeometry, ZoneTracker, crosses
 
 W, H = 1000, 1000  # frame size: fractions * 1000 = pixels, so paths read naturally
 BOX_H = 100.0  # synthetic vehicle box height (heading needs >= 50 px of net motion)

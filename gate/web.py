@@ -43,7 +43,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..access import ListEntry
+from gate.access import ListEntry
+
 from .config import GateConfig
 from .contracts import VehicleRecord
 from .history import History, HistoryError, HistoryQuery, StoredEntry

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edge_client.config import Zone
-
-from .contracts import Box, Direction
+from edge_client.contracts import Box, Direction
 
 EntrySide = Literal["down", "up", "left", "right"]
 Point = tuple[float, float]

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from edge_client.cache_keys import PREFIX, camera_of_index, ns_pattern
+from edge_client.state.keys import PREFIX, camera_of_index, ns_pattern
 
 MEMORY_SCAN_LIMIT = 10_000  # namespace_stats sums MEMORY USAGE only up to this many keys
 UNLINK_BATCH = 500

@@ -22,7 +22,7 @@ upper-cased with everything but A-Z0-9 removed):
     Created with ``SET NX PX``: the first client to report a plate within the window
     owns it; the key expires with the window.
 
-Every write is one Lua script (:mod:`edge_client.cache_scripts`), so concurrent clients
+Every write is one Lua script (:mod:`edge_client.state.scripts`), so concurrent clients
 cannot interleave inside an update, and each is idempotent, so a retry or replay of the
 same call has no further effect. Reporting a vehicle: ``mark_reported`` (status=read
 unless another event id has it; True when this call won), then ``claim_report`` (True
@@ -56,8 +56,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from edge_client.cache_admin import list_cameras, namespace_stats, purge_namespace
-from edge_client.cache_keys import (
+from edge_client.contracts import PlateResult, Read, TrackStatus
+from edge_client.state.admin import list_cameras, namespace_stats, purge_namespace
+from edge_client.state.keys import (
     TrackState,
     box_json,
     camera_status,
@@ -70,8 +71,7 @@ from edge_client.cache_keys import (
     track_index,
     vote_json,
 )
-from edge_client.cache_link import CacheAuthError, CacheUnavailable, Op, RedisLink, redact_url
-from edge_client.contracts import PlateResult, Read, TrackStatus
+from edge_client.state.link import CacheAuthError, CacheUnavailable, Op, RedisLink, redact_url
 
 __all__ = ["CacheAuthError", "CacheUnavailable", "TrackCache", "TrackState", "redact_url"]
 
