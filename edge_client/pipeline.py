@@ -19,7 +19,6 @@ import numpy as np
 
 from ensemble.image_io import encode_jpeg
 
-from .cache import TrackCache
 from .config import Camera, EdgeConfig
 from .contracts import (
     Detections,
@@ -33,16 +32,17 @@ from .contracts import (
 )
 from .crops import save_crop
 from .detect import FrameDetector
-from .gate.colour import dominant_colour
-from .gate.zones import ZoneGeometry, ZoneTracker
 from .metrics import Metrics
 from .plates.formats import PlateFormat
 from .plates.voting import is_plausible, vote
 from .reader import ReadJob, ReadOutcome, ReadWorker
-from .resume import Reported, ResumeState
 from .sinks import SinkSet
 from .source import END, VideoSource, is_live
+from .state.cache import TrackCache
+from .state.resume import Reported, ResumeState
 from .trackbook import TrackRecord, crop_box, should_decide, should_read
+from .zones.colour import dominant_colour
+from .zones.tracker import ZoneGeometry, ZoneTracker
 
 log = logging.getLogger("ovr_alpr.pipeline")
 
