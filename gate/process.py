@@ -14,9 +14,8 @@ from typing import Any
 
 import yaml
 
+from ensemble.ops.checkout import checkout_root
 from ensemble.ops.server_process import free_port, stop_process
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -46,11 +45,13 @@ class GateProcess:
 def demo_gate_config(
     workdir: Path, redis_url: str, *, port: int | None = None, database: str | None = None,
     stream: str = "alpr:events", extra_publish: list[dict[str, Any]] | None = None,
+    base: Path | None = None,
 ) -> Path:  # fmt: skip
     """``config/gate.yaml``'s demo gate, pointed at ``redis_url`` with its database, crops
-    and decision log under ``workdir``."""
-    base = yaml.safe_load((REPO / "config" / "gate.yaml").read_text())
-    gate = base["gates"]["demo_gate"]
+    and decision log under ``workdir``. ``base``: the config to take the gate from
+    (default: the checkout's, found by ``ensemble.ops.checkout``)."""
+    base = base or checkout_root() / "config" / "gate.yaml"
+    gate = yaml.safe_load(base.read_text())["gates"]["demo_gate"]
     gate["publish"] = [
         {"type": "jsonl", "path": str(workdir / "decisions-{gate}.jsonl")},
         *(extra_publish or []),

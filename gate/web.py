@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import quote
@@ -54,7 +55,16 @@ __all__ = ["GateRuntime", "close_live_streams", "create_app"]
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+def _static_dir() -> Path:
+    """The dashboard's files: package data of ``gate`` (a wheel installs them unpacked)."""
+    ref = resources.files("gate") / "static"
+    if not isinstance(ref, Path):
+        raise RuntimeError(f"gate's dashboard files must lie in a folder, found {ref!r}")
+    return ref
+
+
+STATIC_DIR = _static_dir()
 
 LONG_POLL_MAX_S = 25.0
 """A long-poll waits at most this long (below common proxy idle timeouts of 30 s)."""

@@ -14,8 +14,11 @@ PY
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[dev]"
-# Only the tritonserver binary inside the wheel is used: its Python deps are not needed.
+# The development environment holds every process: edge client, gate, server, tests.
+# (A deployment installs one extra: `pip install ".[edge]"`, `".[gate]"` or `".[server]"`.)
+"$VENV/bin/python" -m pip install -q -e ".[edge,gate,server,dev]"
+# The `bundled-triton` extra (same pin as pyproject.toml), without its Python deps: only
+# the tritonserver binary inside the wheel is used.
 "$VENV/bin/python" -m pip install -q --no-deps "nvidia-pytriton==0.7.0"
 
 # Triton's Python-backend stub links against libpython3.X.so.1.0 of the same minor version.

@@ -63,7 +63,9 @@ def test_fold_lookalikes(a: str, b: str, same: bool) -> None:
 
 # --- formats file ---------------------------------------------------------------------------
 def test_default_formats_file() -> None:
-    assert DEFAULT_FORMATS_PATH == REPO / "config" / "plate_formats.yaml"
+    # package data next to the code, so a wheel install finds it too; one copy only
+    assert DEFAULT_FORMATS_PATH == REPO / "edge_client" / "plates" / "plate_formats.yaml"
+    assert not (REPO / "config" / "plate_formats.yaml").exists()
     assert {"eu", "uk", "us", "br"} <= set(ALL)
     for region, formats in ALL.items():
         assert formats and all(f.region == region for f in formats)

@@ -38,8 +38,8 @@ from edge_client.tools.evaluate import (
     write_report,
 )
 from edge_client.triton_client import AlprClient, InferenceError
+from ensemble.ops.checkout import CheckoutNotFoundError, checkout_root
 
-REPO = Path(__file__).resolve().parents[2]
 PLATE_READERS = ("plate", "ppocr", "fused")  # plate_ocr's OVR_ALPR_PLATE_READER values
 
 
@@ -89,7 +89,8 @@ def run_photos(
         from ensemble.ops.server_process import start_triton
 
         env = server_env(args.plate_engine, plate_reader)
-        server = start_triton(REPO / "model_repository", out / "tritonserver.log", env=env)
+        repository = args.model_repository or checkout_root() / "model_repository"
+        server = start_triton(repository, out / "tritonserver.log", env=env)
         url = server.grpc_url
     results: list[ImageResult] = []
     crops: dict[str, np.ndarray | None] = {}
@@ -154,7 +155,7 @@ def photos(args: argparse.Namespace) -> int:
         out = args.out / reader if args.compare else args.out
         try:
             results, crops = run_photos(args, sets, formats, reader, out)
-        except Unreachable as exc:
+        except (Unreachable, CheckoutNotFoundError) as exc:
             print(f"alpr-evaluate: {exc}", file=sys.stderr)
             return 3
         summary = run_summary(args, sets, results, reader)
@@ -201,6 +202,11 @@ def parser() -> argparse.ArgumentParser:
     ph.add_argument("folders", type=Path, nargs="+", metavar="FOLDER", help="one set each")
     ph.add_argument("--url", default="localhost:8001", help="Triton gRPC host:port")
     ph.add_argument("--start-server", action="store_true", help="start tritonserver for the run")
+    ph.add_argument(
+        "--model-repository", type=Path, default=None,
+        help="with --start-server: the repository to serve (default: model_repository/ of "
+        "the checkout: the current directory or a parent, or $OVR_ALPR_ROOT)",
+    )  # fmt: skip
     ph.add_argument("--regions", nargs="+", default=["eu", "uk"], help="plate formats to apply")
     ph.add_argument("--out", type=Path, default=Path("runs/evaluate"))
     ph.add_argument("--summary", type=Path, help="also write the summary JSON here")

@@ -1,4 +1,4 @@
-"""Regional plate formats (loaded from ``config/plate_formats.yaml``) and format-guided
+"""Regional plate formats (``plate_formats.yaml``, shipped in this package) and format-guided
 correction of look-alike characters.
 
 A format is a fixed-length position mask: ``L`` a letter, ``D`` a digit, ``A`` either.
@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -47,7 +49,8 @@ __all__ = [
     "select",
 ]
 
-DEFAULT_FORMATS_PATH = Path(__file__).resolve().parents[2] / "config" / "plate_formats.yaml"
+DEFAULT_FORMATS_PATH: Traversable = resources.files("edge_client.plates") / "plate_formats.yaml"
+"""The formats shipped with the edge client (package data: in a wheel as in the checkout)."""
 
 SUB_PENALTY = 0.8
 """Score factor per look-alike substitution (at a position of confidence 1)."""
@@ -197,10 +200,12 @@ def _parse(data: object, source: str) -> dict[str, list[PlateFormat]]:
 
 
 def load_formats(path: Path | None = None) -> dict[str, list[PlateFormat]]:
-    """Read and validate the formats file (default: the repository's
-    ``config/plate_formats.yaml``); ``ValueError`` names the bad entry."""
-    path = DEFAULT_FORMATS_PATH if path is None else Path(path)
-    return _parse(read_yaml(path, "plate formats"), str(path))
+    """Read and validate the formats file (default: ``DEFAULT_FORMATS_PATH``, the one
+    shipped in this package); ``ValueError`` names the bad entry."""
+    if path is None:
+        with resources.as_file(DEFAULT_FORMATS_PATH) as shipped:
+            return _parse(read_yaml(shipped, "plate formats"), str(shipped))
+    return _parse(read_yaml(Path(path), "plate formats"), str(path))
 
 
 def select(all_formats: dict[str, list[PlateFormat]], regions: Sequence[str]) -> list[PlateFormat]:

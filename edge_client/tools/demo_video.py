@@ -281,15 +281,25 @@ def generate(
 
 
 def demo_edge_config(
-    out: Path, video: Path, triton_url: str, redis_url: str, *, status_interval_s: float = 5
+    out: Path,
+    video: Path,
+    triton_url: str,
+    redis_url: str,
+    *,
+    status_interval_s: float = 5,
+    base: Path | None = None,
 ) -> Path:
     """``config/edge.yaml``'s ``demo`` camera on ``video``, its events to ``out/events.jsonl``
     and to the gate's Redis stream, crops under ``out/out``; written to
-    ``out/edge-demo.yaml`` (used by the demo, the benchmarks and the end-to-end tests)."""
+    ``out/edge-demo.yaml`` (used by the demo, the benchmarks and the end-to-end tests).
+    ``base``: the config to take the camera from (default: the checkout's, found by
+    ``ensemble.ops.checkout``)."""
     import yaml
 
-    repo = Path(__file__).resolve().parents[2]
-    cam = yaml.safe_load((repo / "config" / "edge.yaml").read_text())["cameras"]["demo"]
+    from ensemble.ops.checkout import checkout_root
+
+    base = base or checkout_root() / "config" / "edge.yaml"
+    cam = yaml.safe_load(base.read_text())["cameras"]["demo"]
     cam["source"] = str(video)
     cam["sinks"] = [
         {"type": "jsonl", "path": str(out / "events.jsonl")},

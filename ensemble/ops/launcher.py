@@ -88,6 +88,15 @@ def backend_dir_for(python_version: str | None = None, root: Path | None = None)
     raise TritonNotFoundError("no writable place to assemble the Triton python backend")
 
 
+def import_root(package: str) -> Path:
+    """The ``sys.path`` entry ``package`` is imported from: the checkout in an editable
+    install (its finder is not active in Triton's stub), ``site-packages`` from a wheel."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise TritonNotFoundError(f"package {package!r} is not importable")
+    return Path(next(iter(spec.submodule_search_locations))).resolve().parent
+
+
 def _has_flag(argv: list[str], flag: str) -> bool:
     return any(a == flag or a.startswith(flag + "=") for a in argv)
 
@@ -142,9 +151,8 @@ def plan_launch(argv: list[str], environ: dict[str, str] | None = None) -> Launc
     old = env.get("LD_LIBRARY_PATH")
     env["LD_LIBRARY_PATH"] = os.pathsep.join(libs + ([old] if old else []))
     # The stub's interpreter must import the project's `ensemble` package from model.py.
-    project_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(
-        [project_root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+        [str(import_root("ensemble")), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
     )
     return LaunchPlan(binary, args, env, bundled=True)
 

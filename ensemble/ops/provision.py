@@ -30,15 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import yolo_export
+from .checkout import CheckoutNotFoundError, checkout_root
 from .onnx_tools import OnnxModelError, make_batch_dynamic, validate_yolo_onnx
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_REPOSITORY = REPO_ROOT / "model_repository"
 CACHE_DIR = Path.home() / ".cache" / "ovr-alpr" / "wheels"
 
 
 class ProvisionError(RuntimeError):
     """Provisioning failed; the message says what to do."""
+
+
+def default_repository() -> Path:
+    """The checkout's ``model_repository/`` (see ``ensemble.ops.checkout``)."""
+    return checkout_root() / "model_repository"
 
 
 @dataclass(frozen=True)
@@ -129,12 +133,12 @@ class Shipped:
 SHIPPED: tuple[Shipped, ...] = (
     Shipped("plate_ocr", "weights/plate_ocr/plate_rec.onnx", "plate_ocr/1/plate_rec.onnx"),
 )
-WEIGHTS_ROOT = REPO_ROOT
 
 
 def install_shipped(item: Shipped, repository: Path, root: Path | None = None) -> Path:
-    """Copy a committed model into the repository after checking it against its card."""
-    root = root or WEIGHTS_ROOT
+    """Copy a committed model into the repository after checking it against its card
+    (``root``: the checkout holding ``weights/``, found by default)."""
+    root = root or checkout_root()
     src, card_path = root / item.src, root / item.card
     if not src.is_file() or not card_path.is_file():
         raise ProvisionError(f"{item.model}: {item.src} or its card {item.card} is missing")
@@ -325,13 +329,15 @@ def install_artifact(art: Artifact, repository: Path, cache: Path, force: bool =
 
 
 def fetch(
-    repository: Path = DEFAULT_REPOSITORY,
+    repository: Path | None = None,
     cache: Path = CACHE_DIR,
     force: bool = False,
     optional: bool = True,
 ) -> list[Path]:
-    """Install the default weights; ``optional`` ones too (their failure is a warning:
-    their model falls back to another engine)."""
+    """Install the default weights into ``repository`` (default: the checkout's);
+    ``optional`` ones too (their failure is a warning: their model falls back to another
+    engine)."""
+    repository = repository or default_repository()
     arts = [a for a in DEFAULTS if optional or not a.optional]
     out = []
     for i, art in enumerate(arts, 1):
@@ -348,8 +354,9 @@ def fetch(
     return out
 
 
-def use(model: str, path: Path, repository: Path = DEFAULT_REPOSITORY) -> Path:
+def use(model: str, path: Path, repository: Path | None = None) -> Path:
     """Install user-supplied weights (a YOLO ONNX export or a TensorRT plan)."""
+    repository = repository or default_repository()
     key = (model, path.suffix.lower() if path.suffix.lower() != ".engine" else ".plan")
     if key not in USER_TARGETS:
         choices = ", ".join(f"{m} ({s})" for m, s in USER_TARGETS)
@@ -373,7 +380,10 @@ def use(model: str, path: Path, repository: Path = DEFAULT_REPOSITORY) -> Path:
     return dest
 
 
-def status(repository: Path = DEFAULT_REPOSITORY) -> list[tuple[str, str, str]]:
+def status(repository: Path | None = None, root: Path | None = None) -> list[tuple[str, str, str]]:
+    """(model, file, state) for each model file; ``root``: the checkout holding the
+    committed weights (found by default)."""
+    repository = repository or default_repository()
     rows = []
     for art in DEFAULTS:
         dest = repository / art.dest
@@ -391,7 +401,7 @@ def status(repository: Path = DEFAULT_REPOSITORY) -> list[tuple[str, str, str]]:
         dest = repository / item.dest
         state = "missing"
         if dest.is_file():
-            same = sha256_of(dest) == sha256_of(REPO_ROOT / item.src)
+            same = sha256_of(dest) == sha256_of((root or checkout_root()) / item.src)
             state = "user" if _user_supplied(dest) else ("ok" if same else "modified")
         rows.append((item.model, item.dest, state))
     return rows
@@ -399,7 +409,11 @@ def status(repository: Path = DEFAULT_REPOSITORY) -> list[tuple[str, str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alpr-models", description=__doc__.split("\n")[0])
-    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument(
+        "--repository", type=Path, default=None,
+        help="model repository (default: model_repository/ of the checkout: the current "
+        "directory or a parent, or $OVR_ALPR_ROOT)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="download, verify and install the default weights")
     f.add_argument("--force", action="store_true", help="reinstall even if up to date")
@@ -422,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for model, rel, state in status(args.repository):
                 print(f"{model:18} {state:9} {rel}")
-    except ProvisionError as exc:
+    except (ProvisionError, CheckoutNotFoundError) as exc:
         _log(f"error: {exc}")
         return 1
     return 0

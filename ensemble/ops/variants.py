@@ -13,8 +13,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-VARIANTS_DIR = REPO_ROOT / "config" / "triton"
+from .checkout import checkout_root
+
 NET = "vehicle_detector_net"
 
 
@@ -22,8 +22,14 @@ class VariantError(ValueError):
     pass
 
 
-def available() -> list[str]:
-    return sorted(p.name for p in VARIANTS_DIR.iterdir() if (p / NET / "config.pbtxt").is_file())
+def variants_dir(root: Path | None = None) -> Path:
+    """``config/triton/`` of the checkout (``root``, else found: ``ensemble.ops.checkout``)."""
+    return (root or checkout_root()) / "config" / "triton"
+
+
+def available(root: Path | None = None) -> list[str]:
+    folder = variants_dir(root)
+    return sorted(p.name for p in folder.iterdir() if (p / NET / "config.pbtxt").is_file())
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -46,14 +52,23 @@ def with_net_model(config_text: str, net: str = NET) -> str:
 
 
 def assemble(
-    variant: str, out: Path, source: Path = REPO_ROOT / "model_repository", plan: Path | None = None
+    variant: str,
+    out: Path,
+    source: Path | None = None,
+    plan: Path | None = None,
+    root: Path | None = None,
 ) -> Path:
-    if variant not in available():
-        raise VariantError(f"unknown variant {variant!r}; choose one of {', '.join(available())}")
+    """``source`` (default: the checkout's ``model_repository/``) plus the variant's
+    configs from the checkout's ``config/triton/<variant>/``, written to ``out``."""
+    root = root or checkout_root()
+    source = source or root / "model_repository"
+    choices = available(root)
+    if variant not in choices:
+        raise VariantError(f"unknown variant {variant!r}; choose one of {', '.join(choices)}")
     if out.exists():
         raise VariantError(f"{out} exists; remove it or choose another folder")
     _link_tree(source, out)
-    _link_tree(VARIANTS_DIR / variant, out)
+    _link_tree(variants_dir(root) / variant, out)
     net_cfg = text_format.Parse((out / NET / "config.pbtxt").read_text(), mc.ModelConfig())
     weights = out / NET / "1"
     weights.mkdir(parents=True, exist_ok=True)
