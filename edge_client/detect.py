@@ -48,11 +48,11 @@ class PlateFrameDetector:
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         payloads = [encode_jpeg(f, self.quality) for f in frames]
         out = []
-        for boxes, scores in self.client.detect_plates(payloads):
-            n = len(boxes)
+        for found in self.client.detect_plates(payloads):
+            n = len(found)
             out.append(
                 Detections(
-                    boxes.astype(np.float32), scores.astype(np.float32),
+                    found.boxes.astype(np.float32), found.scores.astype(np.float32),
                     np.full((n,), PLATE_CLASS, np.int32), ("plate",) * n,
                 )
             )  # fmt: skip

@@ -19,7 +19,7 @@ from .contracts import Read
 from .plates.choose import choose
 from .plates.formats import PlateFormat, rescore
 from .plates.normalize import normalize
-from .triton_client import AlprClient, InferenceError
+from .triton_client import AlprClient, InferenceError, PlateText
 
 log = logging.getLogger("ovr_alpr.reader")
 
@@ -41,7 +41,9 @@ class ReadOutcome:
     latency_s: float = 0.0
 
 
-BatchReader = Callable[[Sequence[bytes]], list[tuple[str, float, tuple[float, ...]]]]
+# Encoded crops -> one read per crop, in order (a failed request raises).
+BatchReader = Callable[[Sequence[bytes]], Sequence[PlateText]]
+NO_PLATE = PlateText("", 0.0, ())  # a crop in which no plate was read
 
 
 def alpr_batch_reader(
@@ -52,14 +54,14 @@ def alpr_batch_reader(
     rescored with its runner-up characters (``plates.choose``); its best hypothesis is
     what the track votes with."""
 
-    def read(jpegs: Sequence[bytes]) -> list[tuple[str, float, tuple[float, ...]]]:
-        out: list[tuple[str, float, tuple[float, ...]]] = []
+    def read(jpegs: Sequence[bytes]) -> list[PlateText]:
+        out: list[PlateText] = []
         for reads in client.read_plates(jpegs, alternatives=bool(formats)):
             choice = choose(reads, formats or ())  # no formats: ``best_plate``'s choice
             out.append(
-                (choice.text, choice.read.confidence, choice.char_confidences)
+                PlateText(choice.text, choice.read.confidence, choice.char_confidences)
                 if choice
-                else ("", 0.0, ())
+                else NO_PLATE
             )
         return out
 
@@ -75,14 +77,14 @@ def plate_batch_reader(
     if not formats:
         return client.read_plate_crops
 
-    def read(jpegs: Sequence[bytes]) -> list[tuple[str, float, tuple[float, ...]]]:
-        out: list[tuple[str, float, tuple[float, ...]]] = []
+    def read(jpegs: Sequence[bytes]) -> list[PlateText]:
+        out: list[PlateText] = []
         for r in client.read_plate_crop_reads(jpegs):
             text, chars = r.text, r.char_confidences
             if r.alternatives and len(chars) == len(text):
                 hyp = rescore(text, chars, r.alternatives, r.alt_confidences, formats)
                 text, chars = hyp.text, hyp.char_confidences
-            out.append((text, r.confidence, chars))
+            out.append(PlateText(text, r.confidence, chars))
         return out
 
     return read
@@ -162,6 +164,6 @@ class ReadWorker:
                     self.outcomes.put(ReadOutcome(job, None, error, dt))
                 continue
             self.crops += len(batch)
-            for job, (text, conf, chars) in zip(batch, results, strict=True):
+            for job, (text, conf, chars) in zip(batch, results, strict=True):  # PlateText
                 read = Read(normalize(text), float(conf), tuple(chars), job.frame)
                 self.outcomes.put(ReadOutcome(job, read, None, dt))

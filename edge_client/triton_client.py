@@ -6,16 +6,36 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from ensemble.contracts import (
+    ALPR,
     ALT_OUTPUTS,
+    BOXES,
+    CLASSES,
     COCO_VEHICLE_CLASSES,
+    COUNT,
     DET_SIZE,
+    IMAGE,
     MAX_TEXT,
+    PLATE_ALT_CONFIDENCES,
+    PLATE_ALT_TEXT,
+    PLATE_BOXES,
+    PLATE_CHAR_CONFIDENCES,
+    PLATE_CONFIDENCE,
+    PLATE_COUNT,
+    PLATE_DETECTOR,
+    PLATE_IMAGE,
+    PLATE_OCR,
+    PLATE_SCORES,
+    PLATE_TEXT,
+    SCORES,
+    SOURCE_SIZE,
+    VEHICLE_DETECTOR,
     Box,
     Detection,
     PlateRead,
@@ -34,6 +54,35 @@ class InferenceError(RuntimeError):
 GRPC_ACCESS_HEADER = f"triton-grpc-protocol-{ACCESS_KEY_HEADER}"
 UNAVAILABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
 log = logging.getLogger("ovr_alpr.triton")
+
+
+class PlateText(NamedTuple):
+    """One plate crop's read (``plate_ocr``): what a track votes with. A named tuple, so
+    ``text, confidence, chars = read`` works as it did for the plain tuple."""
+
+    text: str
+    confidence: float
+    char_confidences: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PlateBoxes:
+    """``plate_detector``'s candidates in one image: xyxy boxes float32 [K, 4] in the
+    image's pixels and their detector scores float32 [K]."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        k = len(self.scores)
+        if self.boxes.shape != (k, 4) or self.scores.shape != (k,):
+            raise ValueError(
+                f"PlateBoxes: boxes [K, 4] and scores [K], got {list(self.boxes.shape)} and "
+                f"{list(self.scores.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.scores)
 
 
 @dataclass(frozen=True)
@@ -86,9 +135,9 @@ class _ReadOutputs:
     @classmethod
     def of(cls, result: grpcclient.InferResult) -> _ReadOutputs:
         return cls(
-            result.as_numpy("PLATE_TEXT"), result.as_numpy("PLATE_CONFIDENCE"),
-            result.as_numpy("PLATE_CHAR_CONFIDENCES"), result.as_numpy("PLATE_ALT_TEXT"),
-            result.as_numpy("PLATE_ALT_CONFIDENCES"),
+            result.as_numpy(PLATE_TEXT), result.as_numpy(PLATE_CONFIDENCE),
+            result.as_numpy(PLATE_CHAR_CONFIDENCES), result.as_numpy(PLATE_ALT_TEXT),
+            result.as_numpy(PLATE_ALT_CONFIDENCES),
         )  # fmt: skip
 
     def read(self, i: int, k: int, box: Box, det_score: float) -> PlateRead:
@@ -109,9 +158,9 @@ class _ReadOutputs:
 def parse_plates(result: grpcclient.InferResult) -> list[list[PlateRead]]:
     """Turn an ``alpr`` (or plate_detector + plate_ocr) result into PlateReads per image;
     the optional runner-up outputs (``PLATE_ALT_*``) fill ``alternatives`` when present."""
-    boxes = result.as_numpy("PLATE_BOXES")
-    scores = result.as_numpy("PLATE_SCORES")
-    counts = result.as_numpy("PLATE_COUNT")
+    boxes = result.as_numpy(PLATE_BOXES)
+    scores = result.as_numpy(PLATE_SCORES)
+    counts = result.as_numpy(PLATE_COUNT)
     outputs = _ReadOutputs.of(result)
     return [
         [
@@ -195,14 +244,14 @@ class AlprClient:
         """Letterbox frames (any size) and detect vehicles; boxes in each frame's pixels."""
         boxed = np.stack([letterbox(f[..., ::-1], DET_SIZE)[0] for f in frames_bgr])
         sizes = np.array([f.shape[:2] for f in frames_bgr], np.int32)
-        image = self._shm.tensor("IMAGE", boxed) if self._shm else _tensor("IMAGE", boxed, "UINT8")
+        image = self._shm.tensor(IMAGE, boxed) if self._shm else _tensor(IMAGE, boxed, "UINT8")
         res = self._infer(
-            "vehicle_detector",
-            [image, _tensor("SOURCE_SIZE", sizes, "INT32")],
-            ["BOXES", "SCORES", "CLASSES", "COUNT"],
+            VEHICLE_DETECTOR,
+            [image, _tensor(SOURCE_SIZE, sizes, "INT32")],
+            [BOXES, SCORES, CLASSES, COUNT],
         )
-        boxes, scores = res.as_numpy("BOXES"), res.as_numpy("SCORES")
-        classes, counts = res.as_numpy("CLASSES"), res.as_numpy("COUNT")
+        boxes, scores = res.as_numpy(BOXES), res.as_numpy(SCORES)
+        classes, counts = res.as_numpy(CLASSES), res.as_numpy(COUNT)
         out = []
         for i in range(len(frames_bgr)):
             n = int(counts[i][0])
@@ -224,33 +273,29 @@ class AlprClient:
         ``alternatives`` (default), also ask for each character's runner-up (optional
         outputs ``PLATE_ALT_TEXT`` / ``PLATE_ALT_CONFIDENCES``; turn it off for a server
         whose models predate them)."""
-        outputs = ["PLATE_BOXES", "PLATE_SCORES", "PLATE_COUNT", "PLATE_TEXT",
-                   "PLATE_CONFIDENCE", "PLATE_CHAR_CONFIDENCES"]  # fmt: skip
+        outputs = [PLATE_BOXES, PLATE_SCORES, PLATE_COUNT, PLATE_TEXT, PLATE_CONFIDENCE,
+                   PLATE_CHAR_CONFIDENCES]  # fmt: skip
         if alternatives:
             outputs += ALT_OUTPUTS
-        res = self._infer("alpr", [_bytes_tensor("IMAGE", images)], outputs)
+        res = self._infer(ALPR, [_bytes_tensor(IMAGE, images)], outputs)
         return parse_plates(res)
 
-    def detect_plates(self, images: Sequence[bytes]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Run ``plate_detector`` on encoded frames: per image (boxes xyxy [K, 4], scores [K])."""
+    def detect_plates(self, images: Sequence[bytes]) -> list[PlateBoxes]:
+        """Run ``plate_detector`` on encoded frames: per image its plate boxes and scores."""
         res = self._infer(
-            "plate_detector",
-            [_bytes_tensor("IMAGE", images)],
-            ["PLATE_BOXES", "PLATE_SCORES", "PLATE_COUNT"],
+            PLATE_DETECTOR, [_bytes_tensor(IMAGE, images)], [PLATE_BOXES, PLATE_SCORES, PLATE_COUNT]
         )
-        boxes, scores = res.as_numpy("PLATE_BOXES"), res.as_numpy("PLATE_SCORES")
-        counts = res.as_numpy("PLATE_COUNT")
+        boxes, scores = res.as_numpy(PLATE_BOXES), res.as_numpy(PLATE_SCORES)
+        counts = res.as_numpy(PLATE_COUNT)
         return [
-            (boxes[i][: int(counts[i][0])], scores[i][: int(counts[i][0])])
+            PlateBoxes(boxes[i][: int(counts[i][0])], scores[i][: int(counts[i][0])])
             for i in range(len(images))
         ]
 
-    def read_plate_crops(
-        self, plates: Sequence[bytes]
-    ) -> list[tuple[str, float, tuple[float, ...]]]:
+    def read_plate_crops(self, plates: Sequence[bytes]) -> list[PlateText]:
         """Read encoded plate crops directly with ``plate_ocr`` (dedicated plate cameras)."""
         return [
-            (r.text, r.confidence, r.char_confidences)
+            PlateText(r.text, r.confidence, r.char_confidences)
             for r in self.read_plate_crop_reads(plates, alternatives=False)
         ]
 
@@ -259,9 +304,9 @@ class AlprClient:
     ) -> list[PlateRead]:
         """Like :meth:`read_plate_crops`, as ``PlateRead``s (box: the whole crop, unknown:
         zeros) with each character's runner-up when ``alternatives``."""
-        outputs = ["PLATE_TEXT", "PLATE_CONFIDENCE", "PLATE_CHAR_CONFIDENCES"]
+        outputs = [PLATE_TEXT, PLATE_CONFIDENCE, PLATE_CHAR_CONFIDENCES]
         if alternatives:
             outputs += ALT_OUTPUTS
-        res = self._infer("plate_ocr", [_bytes_tensor("PLATE_IMAGE", plates)], outputs)
+        res = self._infer(PLATE_OCR, [_bytes_tensor(PLATE_IMAGE, plates)], outputs)
         decoded = _ReadOutputs.of(res)
         return [decoded.read(i, 0, Box(0.0, 0.0, 0.0, 0.0), 1.0) for i in range(len(plates))]

@@ -10,7 +10,6 @@ batched run fails so one poisoned item cannot fail its neighbours.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,24 +19,37 @@ import numpy as np
 
 from . import text_det
 from .contracts import (
-    COCO_VEHICLE_CLASSES,
-    DET_SIZE,
+    BOXES,
+    CLASSES,
+    COUNT,
+    IMAGE,
     MAX_DETECTIONS,
     MAX_IMAGE_SIDE,
     MAX_PLATES,
     MAX_TEXT,
-    PLATE_ALPHABET,
+    MODEL_TENSORS,
+    PLATE_ALT_CONFIDENCES,
+    PLATE_ALT_TEXT,
+    PLATE_BOXES,
+    PLATE_CHAR_CONFIDENCES,
+    PLATE_CONFIDENCE,
+    PLATE_COUNT,
+    PLATE_CROPS,
+    PLATE_DETECTOR,
+    PLATE_IMAGE,
+    PLATE_OCR,
+    PLATE_SCORES,
+    PLATE_TEXT,
     REC_HEIGHT,
     REC_WIDTH,
+    SCORES,
+    SOURCE_SIZE,
+    VEHICLE_DETECTOR,
     InputError,
+    ModelTensors,
 )
 from .engines import (
-    REFINE_PARAMS,
-    FusedReader,
-    ModelFileMissingError,
-    PlateCtcReader,
     PlateProposer,
-    PlateReader,
     RawNet,
     Reader,
     VehicleDetector,
@@ -46,7 +58,15 @@ from .engines import (
     session,
 )
 from .image_io import decode_image
+from .params import (
+    PlateDetectorParams,
+    PlateOcrParams,
+    RawNetParams,
+    VehicleDetectorParams,
+    load_params,
+)
 from .preprocess import rec_crop
+from .registry import build_proposer, build_reader
 from .yolo import pad_detections
 
 log = logging.getLogger("ovr_alpr.serving")
@@ -142,14 +162,14 @@ class VehicleDetectorService:
         self.detector = detector
 
     def items(self, inputs: Mapping[str, np.ndarray | None]) -> list[Any]:
-        images = _rows(inputs.get("IMAGE"), "IMAGE")
+        images = _rows(inputs.get(IMAGE), IMAGE)
         size = self.detector.input_size
         if images.dtype != np.uint8 or images.shape[1:] != (size, size, 3):
             raise InputError(
                 f"IMAGE must be uint8 [B, {size}, {size}, 3] letterboxed RGB, got "
                 f"{images.dtype} {list(images.shape)}"
             )
-        sizes = inputs.get("SOURCE_SIZE")
+        sizes = inputs.get(SOURCE_SIZE)
         if sizes is None:
             return [(img, None) for img in images]
         if sizes.shape != (len(images), 2):
@@ -166,7 +186,7 @@ class VehicleDetectorService:
         out = []
         for boxes, scores, classes in dets:
             b, s, c, n = pad_detections(boxes, scores, classes, MAX_DETECTIONS)
-            out.append({"BOXES": b, "SCORES": s, "CLASSES": c, "COUNT": n})
+            out.append({BOXES: b, SCORES: s, CLASSES: c, COUNT: n})
         return out
 
 
@@ -177,8 +197,8 @@ class PlateDetectorService:
         self.proposer = proposer
 
     def items(self, inputs: Mapping[str, np.ndarray | None]) -> list[Any]:
-        rows = _rows(inputs.get("IMAGE"), "IMAGE")
-        return [decode_image(_bytes_of(row, "IMAGE")) for row in rows]
+        rows = _rows(inputs.get(IMAGE), IMAGE)
+        return [decode_image(_bytes_of(row, IMAGE)) for row in rows]
 
     def run(self, items: Sequence[Any]) -> list[Outputs]:
         out = []
@@ -190,8 +210,8 @@ class PlateDetectorService:
             ps = np.zeros((MAX_PLATES,), np.float32)
             pc = np.full((MAX_PLATES, REC_HEIGHT, REC_WIDTH, 3), 128, np.uint8)
             pb[:n], ps[:n], pc[:n] = boxes, props.scores[kept], crops
-            row: Outputs = {"PLATE_BOXES": pb, "PLATE_SCORES": ps, "PLATE_CROPS": pc}
-            row["PLATE_COUNT"] = np.array([n], np.int32)
+            row: Outputs = {PLATE_BOXES: pb, PLATE_SCORES: ps, PLATE_CROPS: pc}
+            row[PLATE_COUNT] = np.array([n], np.int32)
             out.append(row)
         return out
 
@@ -204,20 +224,20 @@ class PlateOcrService:
         self.reader = reader
 
     def items(self, inputs: Mapping[str, np.ndarray | None]) -> list[Any]:
-        image = inputs.get("PLATE_IMAGE")
-        crops = inputs.get("PLATE_CROPS")
+        image = inputs.get(PLATE_IMAGE)
+        crops = inputs.get(PLATE_CROPS)
         if (image is None) == (crops is None):
             raise InputError("send exactly one of PLATE_IMAGE or PLATE_CROPS (+ PLATE_COUNT)")
         if image is not None:
-            rows = _rows(image, "PLATE_IMAGE")
+            rows = _rows(image, PLATE_IMAGE)
             out = []
             for row in rows:
-                plate = decode_image(_bytes_of(row, "PLATE_IMAGE"))
+                plate = decode_image(_bytes_of(row, PLATE_IMAGE))
                 h, w = plate.shape[:2]
                 out.append(rec_crop(plate, text_det.box_quads([[0, 0, w, h]])[0])[None])
             return out
-        crops = _rows(crops, "PLATE_CROPS")
-        counts = inputs.get("PLATE_COUNT")
+        crops = _rows(crops, PLATE_CROPS)
+        counts = inputs.get(PLATE_COUNT)
         if counts is None or counts.shape != (len(crops), 1):
             got = None if counts is None else list(counts.shape)
             raise InputError(f"PLATE_COUNT must be [B, 1] with PLATE_CROPS, got {got}")
@@ -253,26 +273,15 @@ class PlateOcrService:
                 alts[k, : len(ac)] = ac
             pos += len(item)
             out.append(
-                {"PLATE_TEXT": text, "PLATE_CONFIDENCE": conf, "PLATE_CHAR_CONFIDENCES": chars,
-                 "PLATE_ALT_TEXT": alt_text, "PLATE_ALT_CONFIDENCES": alts}
+                {PLATE_TEXT: text, PLATE_CONFIDENCE: conf, PLATE_CHAR_CONFIDENCES: chars,
+                 PLATE_ALT_TEXT: alt_text, PLATE_ALT_CONFIDENCES: alts}
             )  # fmt: skip
         return out
 
 
 # ---------------------------------------------------------------------------------------
-def model_params(args: Mapping[str, str], config: Mapping[str, Any]) -> dict[str, str]:
-    """String parameters from a Triton model config (``parameters { key: ... }``)."""
-    params = config.get("parameters", {}) or {}
-    return {k: str(v.get("string_value", "")) for k, v in params.items()}
-
-
 def version_dir(args: Mapping[str, str]) -> Path:
     return Path(args["model_repository"]) / str(args["model_version"])
-
-
-def _threads(params: Mapping[str, str]) -> int | None:
-    t = int(params.get("intra_op_threads", "0") or 0)
-    return t or None
 
 
 BlsFactory = Callable[[str, str, str], RawNet]  # (model, input name, output name) -> net
@@ -284,23 +293,20 @@ def build_vehicle_detector(
     """ONNX in-process by default; with ``net_model`` set, the network is another Triton
     model (a TensorRT plan or the native onnxruntime backend) called over BLS, and this
     model only letterbox-normalises, decodes and runs NMS."""
-    p = model_params(args, config)
-    classes = [
-        int(c) for c in p.get("classes", ",".join(map(str, COCO_VEHICLE_CLASSES))).split(",") if c
-    ]
+    p = load_params(VehicleDetectorParams, config)
     net = None
-    if p.get("net_model"):
+    if p.net_model:
         if bls is None:
             raise ValueError("net_model is set but no BLS is available outside Triton")
-        net = bls(p["net_model"], p.get("net_input", "images"), p.get("net_output", "output0"))
+        net = bls(p.net_model, p.net_input, p.net_output)
     det = VehicleDetector(
-        None if net else version_dir(args) / p.get("onnx_file", "model.onnx"),
+        None if net else version_dir(args) / p.onnx_file,
         net=net,
-        threads=_threads(p),
-        score_threshold=float(p.get("score_threshold", "0.25")),
-        iou_threshold=float(p.get("iou_threshold", "0.45")),
-        classes=classes,
-        agnostic_nms=p.get("agnostic_nms", "true").lower() in ("1", "true", "yes"),
+        threads=p.threads,
+        score_threshold=p.score_threshold,
+        iou_threshold=p.iou_threshold,
+        classes=p.classes,
+        agnostic_nms=p.agnostic_nms,
     )
     return VehicleDetectorService(det)
 
@@ -308,94 +314,23 @@ def build_vehicle_detector(
 def build_plate_detector(
     args: Mapping[str, str], config: Mapping[str, Any], bls: BlsFactory | None = None
 ) -> PlateDetectorService:
-    """``engine`` ``auto`` (default): the YOLO plate model when provisioned
-    (``yolo_plate.onnx``), its boxes refined into text lines by the PP-OCR detector
-    (``refine: ppocr``; ``none`` reads the YOLO boxes as they are), the PP-OCR proposer
-    reading images up to ``fallback_max_side`` px (0, the default: off) where YOLO saw no
-    plate; else, or with ``engine: ppocr``, the PP-OCR detector alone as the plate-region
-    proposer.
-    ``OVR_ALPR_PLATE_ENGINE`` in the server's environment overrides the config's
-    ``engine`` (A/B runs and benchmarks)."""
-    p = model_params(args, config)
-    vdir = version_dir(args)
-    engine = os.environ.get("OVR_ALPR_PLATE_ENGINE") or p.get("engine", "auto")
-    if engine not in ("auto", "yolo", "ppocr"):
-        raise ValueError(f"plate_detector engine {engine!r}: use auto, yolo or ppocr")
-    yolo_path = vdir / p.get("yolo_file", "yolo_plate.onnx")
-    det_path = vdir / p.get("det_file", "ppocr_det.onnx")
-    proposer: PlateProposer | YoloPlateProposer
-    if engine == "yolo" or (engine == "auto" and yolo_path.is_file()):
-        refine = p.get("refine", "ppocr")
-        fallback_side = int(p.get("fallback_max_side", "0"))
-        if refine not in ("ppocr", "none"):
-            raise ValueError(f"plate_detector refine {refine!r}: use ppocr or none")
-        text = PlateProposer(det_path, threads=_threads(p))  # one session, two uses
-        proposer = YoloPlateProposer(
-            yolo_path,
-            threads=_threads(p),
-            score_threshold=float(p.get("score_threshold", "0.25")),
-            refine=text.with_params(REFINE_PARAMS) if refine == "ppocr" else None,
-            min_size=int(p.get("yolo_min_size", "320")),
-            max_size=int(p.get("yolo_max_size", str(DET_SIZE))),
-            fallback=text if fallback_side else None,
-            fallback_max_side=fallback_side,
-            keep_box=p.get("keep_box", "false").lower() in ("1", "true", "yes"),
-        )
-    else:
-        proposer = PlateProposer(det_path, threads=_threads(p))
+    """The proposer ``engine`` names (:data:`ensemble.registry.PLATE_ENGINES`; ``auto``,
+    the default: the YOLO plate model when provisioned, refined by ``refine``, else the
+    PP-OCR detector alone). ``OVR_ALPR_PLATE_ENGINE`` in the server's environment
+    overrides the config's ``engine`` (A/B runs and benchmarks)."""
+    p = load_params(PlateDetectorParams, config)
+    proposer = build_proposer(version_dir(args), p)
     log.info("plate_detector engine: %s", type(proposer).__name__)
     return PlateDetectorService(proposer)
-
-
-READERS = ("plate", "ppocr", "fused")
-
-
-def build_reader(
-    vdir: Path, params: Mapping[str, str], threads: int | None = None
-) -> PlateReader | PlateCtcReader | FusedReader:
-    """The recogniser ``plate_ocr`` serves, by its ``reader`` parameter (``plate``:
-    OVR-ALPR's plate-trained CTC model, ``plate_file``; ``ppocr``: PP-OCRv6 rec,
-    ``rec_file``; ``fused``, the default: both on every crop, :func:`ensemble.engines.fuse`).
-    ``OVR_ALPR_PLATE_READER`` in the server's environment overrides it (A/B runs). When
-    the plate model is not provisioned, ``plate`` falls back to PP-OCR with a warning."""
-    choice = os.environ.get("OVR_ALPR_PLATE_READER") or params.get("reader", "fused")
-    if choice not in READERS:
-        raise ValueError(f"plate_ocr reader {choice!r}: use one of {', '.join(READERS)}")
-    alphabet = params.get("alphabet", PLATE_ALPHABET) or PLATE_ALPHABET
-    plate_path = vdir / params.get("plate_file", "plate_rec.onnx")
-    if choice in ("plate", "fused") and not plate_path.is_file():
-        if choice == "plate":
-            raise ModelFileMissingError(plate_path)
-        log.warning("plate_ocr: %s missing (run `alpr-models fetch`); serving PP-OCR", plate_path)
-        choice = "ppocr"
-    ppocr = None
-    if choice in ("ppocr", "fused"):
-        ppocr = PlateReader(
-            vdir / params.get("rec_file", "ppocr_rec.onnx"), threads=threads, alphabet=alphabet
-        )
-        if choice == "ppocr":
-            return ppocr
-    plate = PlateCtcReader(plate_path, threads=threads)
-    if plate.alphabet != alphabet:
-        raise ValueError(
-            f"plate_ocr: {plate_path.name} reads the alphabet {plate.alphabet!r}, the config "
-            f"asks for {alphabet!r}; retrain with that alphabet or change the config"
-        )
-    if ppocr is None:
-        return plate
-    return FusedReader(plate, ppocr, float(params.get("fuse_ppocr_weight", "1.0")))
 
 
 def build_plate_ocr(
     args: Mapping[str, str], config: Mapping[str, Any], bls: BlsFactory | None = None
 ) -> PlateOcrService:
-    p = model_params(args, config)
-    engine = p.get("engine", "onnxruntime")
-    if engine != "onnxruntime":
-        raise ValueError(
-            f"plate_ocr engine {engine!r} is not available in this build; use 'onnxruntime'"
-        )
-    reader = build_reader(version_dir(args), p, _threads(p))
+    """The recogniser ``reader`` names (:data:`ensemble.registry.READERS`);
+    ``OVR_ALPR_PLATE_READER`` in the server's environment overrides it (A/B runs)."""
+    p = load_params(PlateOcrParams, config)
+    reader = build_reader(version_dir(args), p)
     log.info("plate_ocr reader: %s", type(reader).__name__)
     return PlateOcrService(reader)
 
@@ -420,17 +355,29 @@ class RawNetService:
 def build_raw_net(
     args: Mapping[str, str], config: Mapping[str, Any], bls: BlsFactory | None = None
 ) -> RawNetService:
-    p = model_params(args, config)
-    return RawNetService(
-        version_dir(args) / p.get("onnx_file", "model.onnx"), _threads(p),
-        p.get("net_input", "images"), p.get("net_output", "output0"),
-    )  # fmt: skip
+    p = load_params(RawNetParams, config)
+    return RawNetService(version_dir(args) / p.onnx_file, p.threads, p.net_input, p.net_output)
+
+
+def check_tensors(kind: str, config: Mapping[str, Any]) -> None:
+    """A model whose service reads fixed tensor names (``contracts.MODEL_TENSORS``) must
+    declare exactly those: a renamed tensor fails the load, not every request."""
+    want = MODEL_TENSORS.get(kind)
+    if want is None:  # raw_net: its names are parameters
+        return
+    got = ModelTensors(
+        tuple(t["name"] for t in config.get("input", [])),
+        tuple(t["name"] for t in config.get("output", [])),
+    )
+    if got != want:
+        model = config.get("name") or kind
+        raise ValueError(f"{model}: tensors {got} differ from ensemble.contracts: {want}")
 
 
 Builder = Callable[[Mapping[str, str], Mapping[str, Any], BlsFactory | None], Service]
-BUILDERS: dict[str, Builder] = {
-    "vehicle_detector": build_vehicle_detector,
-    "plate_detector": build_plate_detector,
-    "plate_ocr": build_plate_ocr,
+BUILDERS: dict[str, Builder] = {  # model kind (a key of ensemble.params.PARAMS) -> builder
+    VEHICLE_DETECTOR: build_vehicle_detector,
+    PLATE_DETECTOR: build_plate_detector,
+    PLATE_OCR: build_plate_ocr,
     "raw_net": build_raw_net,
 }

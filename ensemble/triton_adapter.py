@@ -11,11 +11,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .serving import BUILDERS, Service, process
+from .serving import BUILDERS, Service, check_tensors, process
 
 
 def make_model(kind: str) -> type:
-    """Return a ``TritonPythonModel`` class serving ``kind`` (a key of BUILDERS)."""
+    """Return a ``TritonPythonModel`` class serving ``kind`` (a key of BUILDERS). Loading
+    fails, naming the model, when its config's tensors are not the contract's or a
+    parameter is unknown or bad (:mod:`ensemble.params`)."""
     import numpy as np
     import triton_python_backend_utils as pb_utils
 
@@ -46,6 +48,7 @@ def make_model(kind: str) -> type:
         def initialize(self, args: dict[str, str]) -> None:
             logging.basicConfig(level=logging.INFO)
             config = json.loads(args["model_config"])
+            check_tensors(kind, config)  # then the builder validates the typed parameters
             self.input_names = [i["name"] for i in config["input"]]
             self.output_dtypes = {
                 o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]

@@ -1,14 +1,18 @@
-"""Every config.pbtxt parses as a Triton ModelConfig and agrees with ensemble.contracts."""
+"""Every config.pbtxt parses as a Triton ModelConfig and agrees with ensemble.contracts
+(tensor names exactly the contract's constants) and ensemble.params (every Python-backend
+model's ``parameters`` validate against its typed model: a typo'd key fails here)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from ensemble import contracts as c
+from ensemble.params import PARAMS, load_params, model_kind
+from ensemble.serving import BUILDERS
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((REPO / "model_repository").glob("*/config.pbtxt"))
@@ -17,6 +21,11 @@ VARIANTS = sorted((REPO / "config" / "triton").glob("*/*/config.pbtxt"))
 
 def load(path: Path) -> mc.ModelConfig:
     return text_format.Parse(path.read_text(), mc.ModelConfig())
+
+
+def as_triton_json(cfg: mc.ModelConfig) -> dict:
+    """The config as Triton hands it to a Python model's ``initialize`` (``model_config``)."""
+    return json_format.MessageToDict(cfg, preserving_proto_field_name=True)
 
 
 def dims(cfg: mc.ModelConfig, name: str) -> list[int]:
@@ -86,3 +95,45 @@ def test_tensorrt_variant_nets(path: Path) -> None:
     if cfg.platform == "tensorrt_plan":
         assert cfg.default_model_filename.endswith(".plan")
         assert dims(cfg, "images") == [3, c.DET_SIZE, c.DET_SIZE]
+
+
+# --- tensor names: exactly the contract's constants ------------------------------------------
+@pytest.mark.parametrize("path", CONFIGS + VARIANTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_tensor_names_are_the_contracts(path: Path) -> None:
+    cfg = load(path)
+    want = c.MODEL_TENSORS[cfg.name]
+    assert tuple(i.name for i in cfg.input) == want.inputs
+    assert tuple(o.name for o in cfg.output) == want.outputs
+
+
+def test_ensemble_maps_only_contract_names() -> None:
+    ens = load(REPO / "model_repository" / c.ALPR / "config.pbtxt")
+    for step in ens.ensemble_scheduling.step:
+        tensors = c.MODEL_TENSORS[step.model_name]
+        assert set(step.input_map) <= set(tensors.inputs)
+        assert set(step.output_map) <= set(tensors.outputs)
+        named = set(c.MODEL_TENSORS[c.ALPR].inputs + c.MODEL_TENSORS[c.ALPR].outputs)
+        for tensor in [*step.input_map.values(), *step.output_map.values()]:
+            assert tensor in named | {c.ALPR_PLATE_CROPS}, f"{tensor} is no contract name"
+
+
+# --- parameters: every Python-backend model's validate against its typed model --------------
+PYTHON_MODELS = [p for p in CONFIGS + VARIANTS if load(p).backend == "python"]
+
+
+@pytest.mark.parametrize("path", PYTHON_MODELS, ids=lambda p: str(p.relative_to(REPO)))
+def test_parameters_validate_against_the_typed_model(path: Path) -> None:
+    model_py = path.parent / "1" / "model.py"
+    kind = model_kind(model_py.read_text())
+    assert kind in PARAMS and kind in BUILDERS, f"{model_py}: serves unknown kind {kind!r}"
+    config = as_triton_json(load(path))
+    params = load_params(PARAMS[kind], config, env={})  # raises naming the bad key
+    for key, value in config.get("parameters", {}).items():  # each key is a field, read
+        assert key in type(params).model_fields and value["string_value"] != ""
+
+
+def test_native_backends_take_no_python_parameters() -> None:
+    for path in CONFIGS + VARIANTS:
+        cfg = load(path)
+        if cfg.backend != "python":
+            assert not cfg.parameters, f"{path}: parameters only Python models read"
