@@ -2,26 +2,31 @@
 
 Data flow: source (Frame) -> detect (Detections) -> track (Track) -> read (PlateRead per
 track) -> vote + post-process (PlateResult) -> cache (TrackState in Redis) -> sinks
-(PlateEvent). Stages receive implementations of these protocols so tests can pass fakes.
+(the camera event contract, ``edge_client.events``). Stages receive implementations of
+these protocols so tests can pass fakes.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
-Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
+from .events import Box, Direction
 
-
-class Direction(StrEnum):
-    """Which way a vehicle crossed a zone's counting line."""
-
-    ENTRY = "entry"
-    EXIT = "exit"
-
+__all__ = [
+    "Box",
+    "Detections",
+    "Direction",
+    "Frame",
+    "PlateResult",
+    "Read",
+    "TrackStatus",
+    "TrackedBox",
+    "Tracker",
+]
 
 @dataclass(frozen=True)
 class Frame:
@@ -105,51 +110,3 @@ class TrackStatus(StrEnum):
     PENDING = "pending"  # seen, not read yet (or a read is in flight)
     READ = "read"  # plate decided and reported
     NO_PLATE = "no_plate"  # read attempts exhausted without a plausible plate
-
-
-@dataclass(frozen=True)
-class PlateEvent:
-    """One event per vehicle; ``to_json`` is the documented event schema (README)."""
-
-    event_id: str
-    camera: str
-    track_id: str
-    plate: str
-    raw_text: str
-    confidence: float
-    region: str | None
-    format: str | None
-    first_seen: float
-    last_seen: float
-    box: tuple[float, float, float, float]
-    vehicle_class: str
-    frame: int
-    latency_ms: float
-    votes: int
-    crop_path: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    # gate fields (schema v2; absent values are null)
-    kind: str = "plate"  # "plate": a plate was decided; "vehicle": a zone track ended
-    reported_at: float = 0.0  # wall-clock epoch seconds when the event was emitted
-    color: str | None = None  # dominant body colour (vehicles mode, best frame)
-    direction: str | None = None  # "entry" / "exit" (zone counting line or heading)
-    dwell_s: float | None = None  # time spent in the camera's zone so far
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["box"] = [round(float(v), 1) for v in self.box]
-        d["confidence"] = round(float(self.confidence), 4)
-        d["latency_ms"] = round(float(self.latency_ms), 1)
-        d["reported_at"] = round(float(self.reported_at), 3)
-        if self.dwell_s is not None:
-            d["dwell_s"] = round(float(self.dwell_s), 2)
-        return d
-
-
-class Sink(Protocol):
-    """An event destination. ``emit`` must not block the pipeline for long; ``close``
-    flushes what is buffered."""
-
-    def emit(self, event: PlateEvent) -> None: ...
-
-    def close(self) -> None: ...

@@ -10,7 +10,6 @@ downscaled so its long side is at most ``max_side`` and the file is written atom
 from __future__ import annotations
 
 import os
-import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -19,21 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from alpr_common.files import safe_name
 from ensemble.image_io import encode_jpeg
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-MAX_NAME = 128
-
-
-def safe_name(value: str, max_len: int = MAX_NAME) -> str:
-    """``value`` reduced to one safe path component / key segment / MQTT topic level.
-
-    Every character outside ``[A-Za-z0-9_.-]`` becomes ``_`` (so ``/``, ``\\``, ``+``,
-    ``#``, NUL, spaces and non-ASCII are gone), leading dots are removed (no ``.``, ``..``
-    or hidden files) and the result is cut to ``max_len``; an empty result becomes ``_``.
-    """
-    name = _UNSAFE.sub("_", str(value)).lstrip(".")[:max_len]
-    return name or "_"
 
 
 def _downscale(image: np.ndarray, max_side: int) -> np.ndarray:

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from alpr_common.sinks import SinkSet
 from ensemble.image_io import encode_jpeg
 
 from .config import Camera, EdgeConfig
 from .contracts import (
     Detections,
     Frame,
-    PlateEvent,
     PlateResult,
     Read,
     TrackedBox,
@@ -32,11 +32,11 @@ from .contracts import (
 )
 from .crops import save_crop
 from .detect import FrameDetector
+from .events import camera_event
 from .metrics import Metrics
 from .plates.formats import PlateFormat
 from .plates.voting import is_plausible, vote
 from .reader import ReadJob, ReadOutcome, ReadWorker
-from .sinks import SinkSet
 from .source import END, VideoSource, is_live
 from .state.cache import TrackCache
 from .state.resume import Reported, ResumeState
@@ -459,7 +459,7 @@ class CameraPipeline:
             except OSError as exc:
                 log.warning("camera %s: could not save crop: %s", self.id, exc)
         now = self.clock()
-        event = PlateEvent(
+        event = camera_event(
             event_id=event_id, camera=self.id, track_id=rec.key, plate=rec.plate,
             raw_text="", confidence=rec.plate_confidence, region=None, format=None,
             first_seen=rec.first_seen, last_seen=rec.last_seen, box=rec.best_box,
@@ -496,7 +496,7 @@ class CameraPipeline:
         rec.plate, rec.plate_confidence = result.plate, result.confidence
         direction, dwell = self._zone_fields(rec)
         now = self.clock()
-        event = PlateEvent(
+        event = camera_event(
             event_id=event_id, camera=self.id, track_id=rec.key, plate=result.plate,
             raw_text=result.raw_text, confidence=result.confidence, region=result.region,
             format=result.format, first_seen=rec.first_seen, last_seen=rec.last_seen,

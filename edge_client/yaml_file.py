@@ -1,19 +1,5 @@
-"""Reading a YAML file with errors that name the file and the problem."""
+"""Kept for imports written before the re-layout: ``alpr_common.yaml_file``."""
 
-from __future__ import annotations
+from alpr_common.yaml_file import read_yaml
 
-from pathlib import Path
-
-import yaml
-
-
-def read_yaml(path: Path, what: str, error: type[ValueError] = ValueError) -> object:
-    """The parsed document; ``error`` ("cannot read {what} ...", "... is not valid YAML")."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise error(f"cannot read {what} {path}: {exc.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise error(f"{path} is not valid YAML: {exc}") from None
+__all__ = ["read_yaml"]

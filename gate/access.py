@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edge_client.plates.normalize import normalize
+from alpr_common.plate_text import normalize
 
 
 class Decision(StrEnum):

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import redis
     import uvicorn
 
-    from edge_client.config import ConfigError
+    from alpr_common.config import ConfigError
 
     from .config import load_gate_config
     from .history import History, HistoryError

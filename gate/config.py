@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from edge_client.config import CAMERA_ID, Redis, Sink, Strict, load_model, parse_model
+from alpr_common.config import CAMERA_ID, Redis, Sink, Strict, load_model, parse_model
 from gate.access import GateLists
 
 

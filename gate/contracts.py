@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
-from edge_client.contracts import Direction
+from edge_client.events import Direction, EventKind, parse_event
 
+from .access import Decision
 
-class ObservationKind(StrEnum):
-    PLATE = "plate"  # a track's plate was decided (fast path: decisions are made on these)
-    VEHICLE = "vehicle"  # a track ended: final direction, dwell, class, colour
+ObservationKind = EventKind  # plate: decisions are made on these; vehicle: a track ended
 
 
 @dataclass(frozen=True)
@@ -47,37 +45,29 @@ class Observation:
 
     @classmethod
     def from_event(cls, d: dict[str, Any]) -> Observation:
-        """From an edge event's JSON (``PlateEvent.to_json``). Raises ``ValueError`` on a
-        malformed event (missing or mistyped fields)."""
-        try:
-            kind = ObservationKind(d.get("kind", "plate"))
-            reported = float(d.get("reported_at") or 0.0)
-            latency = float(d.get("latency_ms") or 0.0)
-            direction = d.get("direction")
-            dwell = d.get("dwell_s")
-            obs = cls(
-                kind=kind,
-                event_id=str(d["event_id"]),
-                camera=str(d["camera"]),
-                track_id=str(d["track_id"]),
-                first_seen_wall=reported - latency / 1000.0,
-                reported_at=reported,
-                plate=str(d.get("plate") or ""),
-                confidence=float(d.get("confidence") or 0.0),
-                vehicle_class=str(d.get("vehicle_class") or ""),
-                color=d.get("color") or None,
-                direction=Direction(direction) if direction else None,
-                dwell_s=float(dwell) if dwell is not None else None,
-                crop_path=d.get("crop_path") or None,
-                region=d.get("region") or None,
-                format=d.get("format") or None,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"malformed camera event: {exc!r}") from None
+        """From an edge client's event JSON, validated against the camera event contract
+        (``edge_client.events``, any schema version). Raises ``ValueError`` naming the
+        offending fields on a malformed event."""
+        ev = parse_event(d)
+        obs = cls(
+            kind=ObservationKind(ev.kind.value),
+            event_id=ev.event_id,
+            camera=ev.camera,
+            track_id=ev.track_id,
+            first_seen_wall=ev.reported_at - ev.latency_ms / 1000.0,
+            reported_at=ev.reported_at,
+            plate=ev.plate,
+            confidence=ev.confidence,
+            vehicle_class=ev.vehicle_class,
+            color=ev.color or None,
+            direction=ev.direction,
+            dwell_s=ev.dwell_s,
+            crop_path=ev.crop_path or None,
+            region=ev.region or None,
+            format=ev.format or None,
+        )
         if not (math.isfinite(obs.reported_at) and math.isfinite(obs.first_seen_wall)):
             raise ValueError("malformed camera event: non-finite times")
-        if obs.kind is ObservationKind.PLATE and not obs.plate:
-            raise ValueError("malformed camera event: a plate event without a plate")
         return obs
 
 
@@ -97,7 +87,7 @@ class VehicleRecord:
     color: str | None = None
     direction: Direction | None = None
     dwell_s: float | None = None
-    decision: str | None = None  # allow / deny / unknown; None until decided
+    decision: Decision | None = None  # None until decided
     matched: str | None = None  # list entry (plate or pattern) that decided it
     list_label: str = ""
     decided_at: float | None = None
@@ -112,7 +102,8 @@ class VehicleRecord:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["event_ids"] = list(self.event_ids)
-        d["direction"] = self.direction.value if self.direction else None
+        d["direction"] = Direction(self.direction).value if self.direction else None
+        d["decision"] = Decision(self.decision).value if self.decision else None
         return d
 
 
@@ -127,13 +118,13 @@ class DecisionEvent:
     camera: str  # the plate camera
     record_id: str
     plate: str
-    decision: str
+    decision: Decision
     matched: str | None
     label: str
     confidence: float
     latency_ms: float  # first sighting -> this decision
     decided_at: float
-    direction: str | None = None
+    direction: Direction | None = None
     vehicle_class: str = ""
     color: str | None = None
     crop_path: str | None = None
@@ -142,6 +133,8 @@ class DecisionEvent:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["type"] = "decision"
+        d["decision"] = Decision(self.decision).value
+        d["direction"] = Direction(self.direction).value if self.direction else None
         d["latency_ms"] = round(self.latency_ms, 1)
         d["confidence"] = round(self.confidence, 4)
         return d

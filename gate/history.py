@@ -64,8 +64,8 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
-from edge_client.crops import safe_name
-from edge_client.plates.normalize import fold_lookalikes, normalize
+from alpr_common.files import safe_name
+from alpr_common.plate_text import fold_lookalikes, normalize
 from gate.access import Decision, GateLists, ListEntry, normalized_plate
 
 from .contracts import Direction, VehicleRecord
@@ -257,7 +257,8 @@ def _row_values(r: VehicleRecord) -> dict[str, Any]:
     """A record's column values: every field as it is (enum -> value, tuple -> list),
     plus the look-alike ``plate_key``."""
     values = {name: getattr(r, name) for name in _RECORD_FIELDS}
-    values["direction"] = r.direction.value if r.direction else None
+    values["direction"] = Direction(r.direction).value if r.direction else None
+    values["decision"] = Decision(r.decision).value if r.decision else None
     values["event_ids"] = list(r.event_ids)
     values["plate_key"] = plate_key(r.plate)
     return values
@@ -266,6 +267,7 @@ def _row_values(r: VehicleRecord) -> dict[str, Any]:
 def _to_record(row: RecordRow) -> VehicleRecord:
     values = {name: getattr(row, name) for name in _RECORD_FIELDS}
     values["direction"] = Direction(row.direction) if row.direction else None
+    values["decision"] = Decision(row.decision) if row.decision else None
     values["event_ids"] = tuple(row.event_ids or ())
     return VehicleRecord(**values)
 

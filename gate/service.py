@@ -31,8 +31,8 @@ from typing import Any
 
 import redis
 
-from edge_client.sinks import SinkSet, build_sinks
-from edge_client.state.keys import camera_status
+from alpr_common.sinks import SinkSet, build_sinks
+from edge_client.events import status_key
 from gate.access import Decision, GateLists, decide
 
 from .config import GateConfig
@@ -177,15 +177,15 @@ class GateService:
         result = decide(record.plate, self.lists(gate), datetime.fromtimestamp(now, UTC))
         latency_ms = max(0.0, 1000.0 * (now - record.first_seen))
         record = record.with_(
-            decision=result.decision.value, matched=result.matched, list_label=result.label,
+            decision=result.decision, matched=result.matched, list_label=result.label,
             decided_at=now, decision_latency_ms=latency_ms,
         )  # fmt: skip
         event = DecisionEvent(
             event_id=f"{gate}-{record.record_id[:12]}-{uuid.uuid4().hex[:6]}", gate=gate,
             camera=obs.camera, record_id=record.record_id, plate=record.plate,
-            decision=result.decision.value, matched=result.matched, label=result.label,
+            decision=result.decision, matched=result.matched, label=result.label,
             confidence=record.plate_confidence, latency_ms=latency_ms, decided_at=now,
-            direction=record.direction.value if record.direction else None,
+            direction=record.direction,
             vehicle_class=record.vehicle_class, color=record.color, crop_path=record.crop_path,
             extra={"distance": result.distance, "source_event": obs.event_id},
         )  # fmt: skip
@@ -197,7 +197,7 @@ class GateService:
         return record, event
 
     def _publish(self, gate: str, decision: DecisionEvent, record: VehicleRecord) -> None:
-        self.sinks[gate].emit(decision)  # type: ignore[arg-type]  # same sink interface
+        self.sinks[gate].emit(decision)
         self.feed.publish("decision", {**decision.to_json(), "record": record.to_json()})
 
     def expire(self, now: float | None = None) -> int:
@@ -242,7 +242,7 @@ class GateService:
         h: dict[str, str] = {}
         if self.redis is not None:
             with contextlib.suppress(redis.RedisError):  # unreachable: status unknown
-                h = self.redis.hgetall(camera_status(camera)) or {}  # type: ignore[assignment]
+                h = self.redis.hgetall(status_key(camera)) or {}  # type: ignore[assignment]
         if not h:
             return {"status": "unknown", "fps": None, "frames": None, "events": None,
                     "updated_at": None}  # fmt: skip

@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from demo import start_redis  # noqa: E402
 
+from alpr_common.plate_text import normalize  # noqa: E402
 from edge_client.detect import PlateFrameDetector  # noqa: E402
-from edge_client.plates.normalize import normalize  # noqa: E402
 from edge_client.tools.demo_video import demo_edge_config, generate  # noqa: E402
 from edge_client.triton_client import AlprClient  # noqa: E402
 from ensemble.image_io import encode_jpeg  # noqa: E402

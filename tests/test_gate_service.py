@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from edge_client.contracts import PlateEvent
+from edge_client.events import camera_event as make_event
 from edge_client.state.keys import camera_status
 from gate.access import ListEntry
 from gate.config import GateConfig, parse_gate_config
@@ -35,7 +35,7 @@ def camera_event(
     **kw: Any,
 ) -> dict[str, Any]:  # fmt: skip
     """An edge client's event JSON, exactly as its sinks write it."""
-    ev = PlateEvent(
+    ev = make_event(
         event_id=f"{camera}-{track}-{kind}-{n}", camera=camera, track_id=track, plate=plate,
         raw_text=plate, confidence=0.97, region="uk", format="uk_current", first_seen=12.0,
         last_seen=13.0, box=(10, 20, 110, 50), vehicle_class=kw.pop("vehicle_class", "plate"),

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from synth import jpeg, png, render_plate, render_vehicle, with_declared_size
 from tritonclient.utils import InferenceServerException
 
+from alpr_common.sinks import mqtt_topic
 from edge_client.config import ConfigError, EdgeConfig, parse_config
 from edge_client.crops import safe_name
-from edge_client.sinks import mqtt_topic
 from ensemble.ops.server_process import tree_rss_mb
 
 GOOD_JPEG = jpeg(render_vehicle("AB123CD")[0])
@@ -172,7 +172,7 @@ def test_config_fuzz_whole_document(value: object) -> None:
 @settings(max_examples=300, deadline=None)
 @given(camera=st.text(max_size=40), plate=st.text(max_size=20))
 def test_identifiers_sanitised_for_paths_keys_topics(camera: str, plate: str) -> None:
-    from edge_client.plates.normalize import normalize
+    from alpr_common.plate_text import normalize
 
     name = safe_name(camera)
     assert name and "/" not in name and not name.startswith(".") and "\x00" not in name

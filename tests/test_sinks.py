@@ -24,10 +24,8 @@ import redis
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import TypeAdapter
 
-from edge_client.config import JsonlSink, MqttSink, RedisStreamSink, Sink, WebhookSink
-from edge_client.contracts import PlateEvent
-from edge_client.crops import safe_name, save_crop
-from edge_client.sinks import (
+from alpr_common.config import JsonlSink, MqttSink, RedisStreamSink, Sink, WebhookSink
+from alpr_common.sinks import (
     JsonlWriter,
     MqttPublisher,
     RedisStreamWriter,
@@ -37,6 +35,8 @@ from edge_client.sinks import (
     build_sinks,
     mqtt_topic,
 )
+from edge_client.crops import safe_name, save_crop
+from edge_client.events import PlateEvent
 from tests.redis_server import RedisProc, start_redis
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

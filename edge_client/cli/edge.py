@@ -43,10 +43,10 @@ def build_pipeline(
 ) -> CameraPipeline:
     import redis
 
+    from alpr_common.sinks import build_sinks
     from edge_client.detect import PlateFrameDetector, VehicleFrameDetector
     from edge_client.plates.formats import load_formats, select
     from edge_client.reader import ReadWorker, alpr_batch_reader, plate_batch_reader
-    from edge_client.sinks import build_sinks
     from edge_client.state.cache import TrackCache
     from edge_client.state.resume import ResumeState
     from edge_client.tracking import ByteTracker

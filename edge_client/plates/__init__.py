@@ -13,6 +13,8 @@ of unsure characters) before it votes.
 
 from __future__ import annotations
 
+from alpr_common.plate_text import fold_lookalikes, normalize
+
 from .choose import Choice, choose
 from .formats import (
     DEFAULT_FORMATS_PATH,
@@ -23,7 +25,6 @@ from .formats import (
     rescore,
     select,
 )
-from .normalize import fold_lookalikes, normalize
 from .voting import is_plausible, vote
 
 __all__ = [

@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz
 
+from alpr_common.plate_text import fold_lookalikes, normalize
+
 from ..contracts import PlateResult, Read
 from .formats import MAX_SUBS, PlateFormat, correct
-from .normalize import fold_lookalikes, normalize
 
 __all__ = ["FORMAT_BONUS", "is_plausible", "vote"]
 

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edge_client.config import CAMERA_ID
+from alpr_common.config import CAMERA_ID
 from edge_client.contracts import PlateResult, Read, TrackStatus
+from edge_client.events import status_key
 
 PREFIX = "alpr"
 TRACK_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
@@ -66,8 +67,9 @@ def plate_claim(camera: str, plate: str) -> str:
 
 
 def camera_status(camera: str) -> str:
-    """A camera's heartbeat hash (fps, frames, events, updated_at), expiring when stale."""
-    return f"{PREFIX}:{check_camera(camera)}:status"
+    """A camera's heartbeat hash (fps, frames, events, updated_at), expiring when stale.
+    Part of the edge -> gate contract (``edge_client.events.status_key``)."""
+    return status_key(check_camera(camera))
 
 
 def camera_of_index(key: str) -> str | None:

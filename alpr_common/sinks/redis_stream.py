@@ -21,9 +21,10 @@ from pathlib import Path
 
 import redis
 
-from edge_client.config import RedisStreamSink
-from edge_client.contracts import PlateEvent
-from edge_client.crops import safe_name
+from alpr_common.config import RedisStreamSink
+from alpr_common.files import safe_name
+
+from .base import SinkEvent
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class RedisStreamWriter:
         return cls(redis_client, cfg.stream, cfg.maxlen, camera=camera)
 
     # --- Sink ------------------------------------------------------------------------
-    def emit(self, event: PlateEvent) -> None:
+    def emit(self, event: SinkEvent) -> None:
         fields: Fields = {
             "event": json.dumps(event.to_json(), ensure_ascii=False, separators=(",", ":")),
             "camera": event.camera,

@@ -24,9 +24,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from edge_client.config import MqttSink
-from edge_client.contracts import PlateEvent
-from edge_client.crops import safe_name
+from alpr_common.config import MqttSink
+from alpr_common.files import safe_name
+
+from .base import SinkEvent
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class MqttPublisher:
     def wait_connected(self, timeout_s: float) -> bool:
         return self._connected.wait(timeout_s)
 
-    def emit(self, event: PlateEvent) -> None:
+    def emit(self, event: SinkEvent) -> None:
         if self._closed:
             self._count("dropped")
             return

@@ -8,9 +8,10 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from edge_client.config import JsonlSink
-from edge_client.contracts import PlateEvent
-from edge_client.crops import safe_name
+from alpr_common.config import JsonlSink
+from alpr_common.files import safe_name
+
+from .base import SinkEvent
 
 
 def resolve_path(template: Path | str, camera: str, output_dir: Path | None = None) -> Path:
@@ -43,7 +44,7 @@ class JsonlWriter:
     ) -> JsonlWriter:
         return cls(resolve_path(cfg.path, camera, output_dir))
 
-    def emit(self, event: PlateEvent) -> None:
+    def emit(self, event: SinkEvent) -> None:
         line = json.dumps(event.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
         with self._lock:
             try:

@@ -23,8 +23,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from edge_client.config import WebhookSink
-from edge_client.contracts import PlateEvent
+from alpr_common.config import WebhookSink
+
+from .base import SinkEvent
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class WebhookPoster:
         )
 
     # --- Sink ------------------------------------------------------------------------
-    def emit(self, event: PlateEvent) -> None:
+    def emit(self, event: SinkEvent) -> None:
         if self._closing.is_set():
             self._count("dropped")
             return

@@ -1,6 +1,6 @@
-"""Event sinks: where ``PlateEvent``s go besides the log.
+"""Event sinks: where camera events and gate decisions go besides the log.
 
-``build_sink`` turns one sink configuration (``edge_client.config``: ``JsonlSink``,
+``build_sink`` turns one sink configuration (``alpr_common.config``: ``JsonlSink``,
 ``RedisStreamSink``, ``WebhookSink``, ``MqttSink``) into a ``Sink`` for one camera;
 ``build_sinks`` builds a camera's whole list into a ``SinkSet``, which fans every event out
 to all of them and isolates failures: a sink that raises is logged (rate-limited) and
@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge_client.config import JsonlSink, MqttSink, RedisStreamSink, WebhookSink
-from edge_client.contracts import PlateEvent, Sink
+from alpr_common.config import JsonlSink, MqttSink, RedisStreamSink, WebhookSink
 
+from .base import Sink, SinkEvent
 from .jsonl import JsonlWriter
 from .mqtt import MqttPublisher, mqtt_topic
 from .redis_stream import RedisStreamWriter
@@ -126,7 +126,7 @@ class SinkSet:
     def __len__(self) -> int:
         return len(self._sinks)
 
-    def emit(self, event: PlateEvent) -> None:
+    def emit(self, event: SinkEvent) -> None:
         for name, sink in self._sinks:
             try:
                 sink.emit(event)
