@@ -105,5 +105,3 @@ def load_model(model: type[M], path: Path, what: str = "configuration") -> M:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return parse_model(model, data, str(path), what)
-
-

@@ -25,9 +25,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_serializer
 
-SCHEMA_VERSION = 3  # 1: plate fields only; 2: + kind, reported_at, color, direction, dwell_s
+from alpr_common.geometry import Box  # x1, y1, x2, y2 in frame pixels
 
-Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
+SCHEMA_VERSION = 3  # 1: plate fields only; 2: + kind, reported_at, color, direction, dwell_s
 
 
 class Direction(StrEnum):

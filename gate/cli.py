@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -36,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from alpr_common.config import ConfigError
+    from alpr_common.secrets import secret_from_env
 
     from .config import load_gate_config
     from .history import History, HistoryError
@@ -51,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = cfg.model_copy(
             update={"database": cfg.database.model_copy(update={"url": args.database})}
         )
-    db_password = os.environ.get(cfg.database.password_env) if cfg.database.password_env else None
+    db_password = secret_from_env(cfg.database.password_env, "database password", required=False)
     try:
         history = History(cfg.database.url, crops_dir=cfg.crops_dir, password=db_password)
     except HistoryError as exc:
         print(f"alpr-gate: {exc}", file=sys.stderr)
         return EXIT_DATABASE
-    password = os.environ.get(cfg.redis.password_env) if cfg.redis.password_env else None
+    password = secret_from_env(cfg.redis.password_env, "Redis password", required=False)
     client = redis.Redis.from_url(
         cfg.redis.url, password=password, socket_timeout=5, socket_connect_timeout=2,
         decode_responses=True,

@@ -31,6 +31,7 @@ from typing import Any
 
 import redis
 
+from alpr_common.backoff import Backoff
 from alpr_common.sinks import SinkSet, build_sinks
 from edge_client.events import status_key
 from gate.access import Decision, GateLists, decide
@@ -40,6 +41,8 @@ from .contracts import DecisionEvent, Observation, ObservationKind, VehicleRecor
 from .history import History
 from .live import LiveFeed
 from .merge import GateMerger
+
+RETRY = Backoff(first=0.5, cap=10.0)  # Redis / database outages: 0.5, 1, 2, ... 10 s
 
 log = logging.getLogger("ovr_alpr.gate")
 
@@ -280,7 +283,7 @@ class GateService:
                 raise
 
     def _run(self) -> None:
-        backoff = 0.5
+        retry = RETRY.retry()
         pending_first = True  # after a (re)start, our unacknowledged entries come first
         group_ready = False
         while not self._stop.is_set():
@@ -303,18 +306,17 @@ class GateService:
                 failed = self._handle_entries(entries)
                 if failed:  # the database is down: keep them pending, retry from "0"
                     pending_first = True
-                    self._stop.wait(backoff)
-                    backoff = min(10.0, backoff * 2)
+                    self._stop.wait(retry.fail())
                 else:
-                    backoff = 0.5
+                    retry.reset()
                 self._housekeeping()
             except redis.RedisError as exc:
                 group_ready = False
                 pending_first = True
                 self.counts["redis_errors"] += 1
-                log.warning("gate: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
-                self._stop.wait(backoff)
-                backoff = min(10.0, backoff * 2)
+                wait = retry.fail()
+                log.warning("gate: Redis unavailable (%s); retrying in %.1fs", exc, wait)
+                self._stop.wait(wait)
 
     def _handle_entries(self, entries: list[Any]) -> bool:
         """Handle and acknowledge entries in order; stop at the first storage failure

@@ -24,7 +24,6 @@ import asyncio
 import hmac
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -44,6 +43,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alpr_common.secrets import secret_from_env
 from gate.access import ListEntry
 
 from .config import GateConfig
@@ -335,7 +335,7 @@ def _require_token(
     """List changes need ``Authorization: Bearer <token>`` when ``http.token_env`` names a
     set variable (read per request; compared in constant time). Reads need no token."""
     env = _runtime(request).config.http.token_env
-    expected = os.environ.get(env) if env else None
+    expected = secret_from_env(env, "dashboard token", required=False)
     if not expected:
         return
     # Header values arrive decoded as Latin-1: encode back to the bytes that were sent.
@@ -376,7 +376,7 @@ def create_app(runtime: GateRuntime) -> FastAPI:
     limiter: dict[str, anyio.CapacityLimiter] = {}
 
     token_env = runtime.config.http.token_env
-    if token_env and not os.environ.get(token_env):
+    if token_env and not secret_from_env(token_env, "dashboard token", required=False):
         log.warning(
             "gate web: http.token_env names %s but it is not set: list changes are open to "
             "anyone who can reach the dashboard",

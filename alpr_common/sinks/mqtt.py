@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from alpr_common.config import MqttSink
 from alpr_common.files import safe_name
+from alpr_common.secrets import secret_from_env
 
 from .base import SinkEvent
 
@@ -45,12 +45,7 @@ def mqtt_topic(template: str, camera: str) -> str:
 
 
 def _env(name: str | None) -> str | None:
-    if not name:
-        return None
-    value = os.environ.get(name)
-    if value is None:
-        raise ValueError(f"MQTT credential environment variable {name} is not set")
-    return value
+    return secret_from_env(name, "MQTT credential")
 
 
 class MqttPublisher:

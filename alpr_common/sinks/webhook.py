@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from alpr_common.backoff import Backoff
 from alpr_common.config import WebhookSink
 
 from .base import SinkEvent
@@ -183,7 +184,7 @@ class WebhookPoster:
                 self._count("failed")
 
     def _deliver(self, body: bytes) -> None:
-        delay = self.backoff_s
+        retry = Backoff(self.backoff_s, max(self.backoff_s, self.max_backoff_s)).retry()
         attempt = 0
         while True:
             try:
@@ -207,13 +208,12 @@ class WebhookPoster:
                         "webhook %s: delivery failed (%s), retrying", redact_url(self.url), exc
                     )
                     self._down = True
-                wait = min(self.max_backoff_s, max(delay, exc.retry_after or 0.0))
+                wait = min(self.max_backoff_s, max(retry.fail(), exc.retry_after or 0.0))
                 if time.monotonic() + wait > self._deadline or self._sleep(wait):
                     self._count("dropped")  # closing: no time left for another attempt
                     return
                 attempt += 1
                 self._count("retries")
-                delay = min(self.max_backoff_s, delay * 2)
                 continue
             self._count("delivered")
             if self._down:

@@ -24,19 +24,14 @@ from typing import Any
 
 import redis
 
-from ensemble.contracts import Box as BoxXY
+from alpr_common.geometry import Box, iou
 
 log = logging.getLogger("ovr_alpr.resume")
-Box = tuple[float, float, float, float]
 ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def source_id(source: str) -> str:
     return hashlib.sha1(source.encode()).hexdigest()[:12]
-
-
-def iou(a: Box, b: Box) -> float:
-    return BoxXY(*a).iou(BoxXY(*b))
 
 
 @dataclass(frozen=True)

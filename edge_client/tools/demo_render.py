@@ -17,6 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from alpr_common.plate_text import normalize
+
 BGR = tuple[int, int, int]
 TTF_PATH = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 TEX_HEIGHT = 192  # plate texture height before the mip pyramid
@@ -75,7 +77,7 @@ def resolve_style(plate: str, region: str, approaching: bool) -> PlateStyle:
 
 
 def normalise(text: str) -> str:
-    return re.sub(r"[^A-Z0-9]", "", text.upper())
+    return normalize(text)
 
 
 def display_text(text: str, style: PlateStyle) -> str:
