@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from alpr_common.geometry import iou
+
 # --- vehicle_detector -------------------------------------------------------------
 DET_SIZE = 640  # fixed square input so frames from every camera batch together
 MAX_DETECTIONS = 100  # fixed-size padded outputs; COUNT says how many are real
@@ -98,11 +100,12 @@ class Box:
         return self.y2 - self.y1
 
     def iou(self, other: Box) -> float:
-        ix = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1))
-        iy = max(0.0, min(self.y2, other.y2) - max(self.y1, other.y1))
-        inter = ix * iy
-        union = self.width * self.height + other.width * other.height - inter
-        return inter / union if union > 0 else 0.0
+        return iou(self.xyxy, other.xyxy)
+
+    @property
+    def xyxy(self) -> tuple[float, float, float, float]:
+        """As the shared ``alpr_common.geometry.Box`` tuple."""
+        return (self.x1, self.y1, self.x2, self.y2)
 
 
 @dataclass(frozen=True)

@@ -25,19 +25,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from alpr_common.geometry import iou  # noqa: E402
 from edge_client.tools.demo_video import generate  # noqa: E402
 from ensemble import text_det  # noqa: E402
 from ensemble.engines import PlateProposer, PlateReader, crops_for  # noqa: E402
 
 MODELS = REPO / "model_repository"
-
-
-def iou(a: np.ndarray, b: list[int]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def read_frames(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:

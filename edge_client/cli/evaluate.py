@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from tqdm import tqdm
@@ -39,8 +39,9 @@ from edge_client.tools.evaluate import (
 )
 from edge_client.triton_client import AlprClient, InferenceError
 from ensemble.ops.checkout import CheckoutNotFoundError, checkout_root
+from ensemble.params import ReaderName
 
-PLATE_READERS = ("plate", "ppocr", "fused")  # plate_ocr's OVR_ALPR_PLATE_READER values
+PLATE_READERS: tuple[str, ...] = get_args(ReaderName)  # plate_ocr reader: values
 
 
 @dataclass(frozen=True)
