@@ -4,17 +4,20 @@
 # Not built in CI: the development machines have no Docker engine (see README, "Status").
 # 25.01+ is Ubuntu 24.04 with Python 3.12 (the project needs Python >= 3.11).
 FROM nvcr.io/nvidia/tritonserver:25.01-py3
-ENV PIP_BREAK_SYSTEM_PACKAGES=1
+ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_NO_CACHE_DIR=1
 
 WORKDIR /opt/ovr-alpr
 COPY pyproject.toml README.md ./
+# Only the server's code: model.py files import `ensemble`, nothing of the edge or the gate.
 COPY ensemble ./ensemble
-COPY edge_client ./edge_client
+# The checkout-level files alpr-models and the variants read (found from this directory).
 COPY model_repository ./model_repository
-COPY config ./config
-COPY scripts ./scripts
-# The Python backend stub uses the system Python; the project pins numpy<2 for it.
-RUN pip install --no-cache-dir -e . && alpr-models fetch \
- && python scripts/make_variant.py onnxruntime /models
+COPY weights ./weights
+COPY config/triton ./config/triton
+COPY scripts/make_variant.py ./scripts/make_variant.py
+# Installed into the system Python that the Python-backend stub embeds (numpy<2 pinned for
+# it); the container's own Triton is used, so not the `bundled-triton` extra.
+RUN pip install ".[server]" && rm -rf build \
+ && alpr-models fetch && python scripts/make_variant.py onnxruntime /models
 # /opt/tritonserver/bin/tritonserver is found first by the `tritonserver` wrapper.
 CMD ["tritonserver", "--model-repository", "/models"]
