@@ -20,9 +20,9 @@ class Backoff:
     factor: float = 2.0
 
     def __post_init__(self) -> None:
-        if not (self.first > 0 and self.cap >= self.first and self.factor >= 1):
+        if not (self.first >= 0 and self.cap >= self.first and self.factor >= 1):
             raise ValueError(
-                f"backoff needs 0 < first <= cap and factor >= 1 "
+                f"backoff needs 0 <= first <= cap and factor >= 1 "
                 f"(got first={self.first}, cap={self.cap}, factor={self.factor})"
             )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -12,6 +11,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from alpr_common.secrets import secret_from_env
 from ensemble.contracts import (
     ALPR,
     ALT_OUTPUTS,
@@ -101,7 +101,7 @@ class TritonEndpoint:
 
 def access_headers() -> dict[str, str]:
     """The access-key header when ``OVR_ALPR_TRITON_KEY`` is set (never logged)."""
-    key = os.environ.get(ACCESS_KEY_ENV)
+    key = secret_from_env(ACCESS_KEY_ENV, "Triton access key", required=False)
     return {GRPC_ACCESS_HEADER: key} if key else {}
 
 

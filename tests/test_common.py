@@ -29,7 +29,7 @@ def test_backoff_delays_and_retry_agree(policy: Backoff, expected: list[float]) 
 
 
 @pytest.mark.parametrize(
-    ("first", "cap", "factor"), [(0.0, 1.0, 2.0), (-1.0, 1.0, 2.0), (2.0, 1.0, 2.0), (1, 2, 0.5)]
+    ("first", "cap", "factor"), [(-0.5, 1.0, 2.0), (-1.0, 1.0, 2.0), (2.0, 1.0, 2.0), (1, 2, 0.5)]
 )
 def test_backoff_refuses_nonsense(first: float, cap: float, factor: float) -> None:
     with pytest.raises(ValueError, match="backoff needs"):

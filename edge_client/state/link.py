@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from alpr_common.backoff import Backoff
 from edge_client.state import scripts as lua
 from edge_client.state.keys import check_client_id, plate_claim, track_hash, track_index
 from edge_client.state.local import LocalView
@@ -93,7 +94,8 @@ class RedisLink:
         self.client_id = check_client_id(client_id or _default_client_id())
         self.retry_interval_s = retry_interval_s
         self.auto_reconcile = auto_reconcile
-        self._failures = 0
+        # back off 1x, 2x, 4x, 8x retry_interval_s between reconnect attempts
+        self._retry = Backoff(retry_interval_s, 8 * retry_interval_s).retry()
         self.url = redact_url(url)
         self._lock = threading.RLock()
         self._local = LocalView(ttl_s, local_buffer, self.client_id)
@@ -137,9 +139,7 @@ class RedisLink:
             )
         self._available = False
         self.last_error = f"{type(exc).__name__}: {exc}"
-        self._failures += 1  # back off 1x, 2x, 4x, 8x retry_interval_s
-        delay = self.retry_interval_s * 2 ** min(self._failures - 1, 3)
-        self._next_try = time.monotonic() + delay
+        self._next_try = time.monotonic() + self._retry.fail()
 
     def _usable(self) -> bool:
         """Redis reachable and the buffer replayed. While Redis is down, an operation
@@ -188,7 +188,7 @@ class RedisLink:
                     self._forget(self._pending.popleft())
             self.replayed += n
             if self._available:
-                self._failures = 0
+                self._retry.reset()
             return n
 
     def _forget(self, op: Op) -> None:
