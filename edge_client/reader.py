@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from alpr_common.plate_text import normalize
+
 from .contracts import Read
 from .plates.choose import choose
 from .plates.formats import PlateFormat, rescore
-from .plates.normalize import normalize
 from .triton_client import AlprClient, InferenceError, PlateText
 
 log = logging.getLogger("ovr_alpr.reader")

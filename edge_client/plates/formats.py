@@ -29,7 +29,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..yaml_file import read_yaml
+from alpr_common.yaml_file import read_yaml
 
 __all__ = [
     "DEFAULT_FORMATS_PATH",
