@@ -8,7 +8,9 @@ ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_NO_CACHE_DIR=1
 
 WORKDIR /opt/ovr-alpr
 COPY pyproject.toml README.md ./
-# Only the server's code: model.py files import `ensemble`, nothing of the edge or the gate.
+# Only the server's code: model.py files import `ensemble` (and the shared `alpr_common`
+# pieces it uses), nothing of the edge or the gate.
+COPY alpr_common ./alpr_common
 COPY ensemble ./ensemble
 # The checkout-level files alpr-models and the variants read (found from this directory).
 COPY model_repository ./model_repository

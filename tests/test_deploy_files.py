@@ -103,7 +103,7 @@ def test_dockerfile_copies_exist_and_cover_the_process(dockerfile: str) -> None:
     assert f'pip install ".[{process}]"' in runs  # non-editable, its own extra only
     others = {"edge": {"gate", "model_repository", "weights", "training"},
               "gate": {"model_repository", "weights", "training"},
-              "server": {"edge_client", "gate", "alpr_common", "training"}}  # fmt: skip
+              "server": {"edge_client", "gate", "training"}}  # fmt: skip
     assert not copied & others[process], f"{dockerfile} copies {copied & others[process]}"
 
 
