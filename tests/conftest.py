@@ -63,6 +63,7 @@ FIXTURE_MARKS: dict[str, tuple[str, ...]] = {
     "test_sinks::broker": ("mqtt",),
     "test_gate_e2e::site": ("redis",),
     "test_gate_browser::dash": ("browser",),
+    "test_wheel_install::redis_url": ("redis",),
     "pg_database": ("postgres",),
     "openalpr_eu": ("data",),
 }
