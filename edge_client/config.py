@@ -90,6 +90,13 @@ class Thresholds(Strict):
     read_confidence: float = Field(0.85, gt=0, le=1, description="below this a read may be retried")
     max_retries: int = Field(2, ge=0, le=20, description="extra reads of a track on better frames")
     min_plate_len: int = Field(4, ge=1, le=12, description="shorter reads are ignored")
+    retry_quality_gain: float = Field(
+        1.15, ge=1.0, le=10.0,
+        description=(
+            "a retry needs a crop this much better than the last one read; raising it saves "
+            "OCR calls but keeps a poor first read, lowering it re-reads near-identical crops"
+        ),
+    )  # fmt: skip
 
 
 class Tracking(Strict):
@@ -100,6 +107,141 @@ class Tracking(Strict):
     low_score: float = Field(0.1, gt=0, le=1, description="second-stage association floor")
     match_iou: float = Field(0.2, gt=0, le=1, description="minimum IoU to associate")
     lost_frames: int = Field(30, ge=1, le=3000, description="frames a lost track is kept")
+
+
+class RetryPolicy(Strict):
+    """A capped exponential backoff: first wait, doubled after each consecutive failure up
+    to the cap, back to the first wait after a success."""
+
+    first_s: float = Field(
+        description=(
+            "wait after the first failure; raising it spares a struggling server, lowering "
+            "it recovers sooner from a blip"
+        ),
+        gt=0, le=600,
+    )  # fmt: skip
+    cap_s: float = Field(
+        description=(
+            "longest wait; raising it sends fewer requests to a server that stays down, "
+            "lowering it notices its return sooner"
+        ),
+        gt=0, le=3600,
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetryPolicy:
+        if self.cap_s < self.first_s:
+            raise ValueError(f"cap_s must be >= first_s, got {self.model_dump()}")
+        return self
+
+    def delay(self, failures: int) -> float:
+        """The wait after ``failures`` consecutive failures (1 = the first)."""
+        return min(self.cap_s, self.first_s * 2 ** min(30, max(0, failures - 1)))
+
+
+class Crops(Strict):
+    """How a track's best crop is cut and sent to the reader."""
+
+    vehicle_margin: float = Field(
+        0.04, ge=0, le=1,
+        description=(
+            "vehicles mode: crop grown by this fraction of the vehicle box; raising it keeps "
+            "a plate at the box edge, lowering it sends fewer background pixels to the reader"
+        ),
+    )  # fmt: skip
+    plate_margin: float = Field(
+        0.12, ge=0, le=1,
+        description=(
+            "plates mode: crop grown by this fraction of the plate box; raising it forgives "
+            "a loose detector box, lowering it gives the recogniser more pixels per character"
+        ),
+    )  # fmt: skip
+    edge_px: int = Field(
+        2, ge=0, le=100,
+        description=(
+            "a box this close to the frame border is cut by it; raising it rejects more "
+            "partial plates, lowering it reads boxes that touch the border"
+        ),
+    )  # fmt: skip
+    cut_weight: float = Field(
+        0.3, ge=0, le=1,
+        description=(
+            "vehicles mode: quality weight of a crop cut by the border (plates mode never "
+            "reads one); raising it lets partial views win, lowering it waits for a whole one"
+        ),
+    )  # fmt: skip
+    read_long_side: int = Field(
+        640, ge=32, le=4096,
+        description=(
+            "crops are downscaled to this long side before reading; raising it keeps detail "
+            "for small plates, lowering it makes requests smaller and faster"
+        ),
+    )  # fmt: skip
+    jpeg_quality: int = Field(
+        85, ge=10, le=100,
+        description=(
+            "JPEG quality of a crop sent for reading; raising it keeps character edges, "
+            "lowering it makes requests smaller"
+        ),
+    )  # fmt: skip
+
+
+class Runtime(Strict):
+    """The camera loop's queues and periods."""
+
+    frame_queue: int = Field(
+        8, ge=1, le=10_000,
+        description=(
+            "decoded frames waiting for the loop; raising it absorbs longer detector stalls "
+            "(more memory, older frames), lowering it drops live frames sooner"
+        ),
+    )  # fmt: skip
+    poll_s: float = Field(
+        0.05, gt=0, le=5,
+        description=(
+            "longest wait for a frame or a held frame's retry; raising it saves idle CPU, "
+            "lowering it applies read results sooner when frames are scarce"
+        ),
+    )  # fmt: skip
+    flush_timeout_s: float = Field(
+        30.0, ge=0, le=3600,
+        description=(
+            "at the end of a file, how long to wait for the last reads; raising it loses "
+            "fewer plates to a slow server, lowering it ends a stuck run sooner"
+        ),
+    )  # fmt: skip
+    flush_poll_s: float = Field(
+        0.02, gt=0, le=5, description="pause between checks while flushing the last reads"
+    )
+    cursor_every_s: float = Field(
+        1.0, gt=0, le=3600,
+        description=(
+            "period of the resume cursor write; raising it writes Redis less often, "
+            "lowering it re-processes fewer frames after a crash"
+        ),
+    )  # fmt: skip
+    heartbeat_every_s: float = Field(
+        2.0, gt=0, le=3600,
+        description=(
+            "period of the camera status hash for the gate dashboard; raising it writes "
+            "Redis less often, lowering it makes the dashboard's fps more current"
+        ),
+    )  # fmt: skip
+    heartbeat_ttl_s: int = Field(
+        15, ge=1, le=86_400,
+        description=(
+            "the status hash expires this long after the last heartbeat; raising it "
+            "survives longer stalls, lowering it shows a dead client as gone sooner"
+        ),
+    )  # fmt: skip
+    detect_backoff: RetryPolicy = Field(
+        default_factory=lambda: RetryPolicy(first_s=0.5, cap_s=5.0),
+        description="pause before detecting again after the detector failed",
+    )
+    read_backoff: RetryPolicy = Field(
+        default_factory=lambda: RetryPolicy(first_s=1.0, cap_s=10.0),
+        description="pause before re-reading a track after its read request failed",
+    )
 
 
 class Camera(Strict):
@@ -131,6 +273,8 @@ class Camera(Strict):
     sinks: list[Sink] = Field(default_factory=list, description="where events go (besides the log)")
     decoder: Literal["auto", "nvdec", "cpu"] = Field("auto", description="video decoder")
     loop: bool = Field(False, description="restart a file source at its end (soak tests)")
+    crops: Crops = Field(default_factory=Crops, description="crop margins and read encoding")
+    runtime: Runtime = Field(default_factory=Runtime, description="loop queues and periods")
 
 
 class Triton(Strict):

@@ -4,6 +4,12 @@ A source runs in its own thread and pushes frames into a bounded queue. Live sou
 never wait on the consumer: when the queue is full the frame is dropped and counted.
 File sources are not real time, so they wait for the consumer instead of dropping (set
 ``realtime=True`` to play a file as if it were a camera).
+
+Contracts: ``Source`` (what the camera loop drives: ``start``/``stop``, ``live``,
+``stats``) and ``SourceFactory`` (what the loop is given: it opens the source at a frame
+and says whether a restart may resume). ``source_kind`` tells a camera's ``source:`` string
+apart (file, RTSP, HTTP, V4L2 device); ``OPENERS`` picks how each kind is opened.
+``VideoSourceFactory`` is the real factory (OpenCV/FFmpeg for every kind).
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 
@@ -27,9 +35,27 @@ log = logging.getLogger("ovr_alpr.source")
 END = None  # sentinel put on the queue when a finite source ends
 
 
-def is_live(source: str) -> bool:
+class SourceKind(StrEnum):
+    FILE = "file"  # a video file: not real time, resumable
+    RTSP = "rtsp"  # rtsp:// or rtsps:// camera stream
+    HTTP = "http"  # http(s):// stream (MJPEG, HLS)
+    V4L2 = "v4l2"  # /dev/videoN or a device number
+
+
+def source_kind(source: str) -> SourceKind:
+    """Which kind of source a camera's ``source:`` string names."""
     s = source.lower()
-    return s.startswith(("rtsp://", "rtsps://", "http://", "https://", "/dev/video")) or s.isdigit()
+    if s.startswith(("rtsp://", "rtsps://")):
+        return SourceKind.RTSP
+    if s.startswith(("http://", "https://")):
+        return SourceKind.HTTP
+    if s.startswith("/dev/video") or s.isdigit():
+        return SourceKind.V4L2
+    return SourceKind.FILE
+
+
+def is_live(source: str) -> bool:
+    return source_kind(source) is not SourceKind.FILE
 
 
 def nvidia_gpu_present() -> bool:
@@ -74,15 +100,52 @@ class Backoff:
             d = min(self.cap, d * 2)
 
 
+def _open_rtsp(source: str) -> cv2.VideoCapture:
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|stimeout;5000000")
+    return cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+
+
+def _open_device(source: str) -> cv2.VideoCapture:
+    return cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source)
+
+
+OPENERS: dict[SourceKind, Callable[[str], cv2.VideoCapture]] = {
+    SourceKind.FILE: cv2.VideoCapture,
+    SourceKind.RTSP: _open_rtsp,
+    SourceKind.HTTP: cv2.VideoCapture,
+    SourceKind.V4L2: _open_device,
+}
+
+
 def _open_capture(source: str) -> cv2.VideoCapture:
-    if source.isdigit():
-        return cv2.VideoCapture(int(source))
-    if source.lower().startswith("rtsp"):
-        os.environ.setdefault(
-            "OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|stimeout;5000000"
-        )
-        return cv2.VideoCapture(source, cv2.CAP_FFMPEG)
-    return cv2.VideoCapture(source)
+    return OPENERS[source_kind(source)](source)
+
+
+class Source(Protocol):
+    """A started source pushes ``Frame``s, then ``END``, into the queue it was given."""
+
+    @property
+    def live(self) -> bool:
+        """Real time: frames are dropped (not waited for) when the consumer is behind."""
+        ...
+
+    @property
+    def stats(self) -> SourceStats: ...
+
+    def start(self) -> Source: ...
+
+    def stop(self) -> None: ...
+
+
+class SourceFactory(Protocol):
+    """Opens a camera's source; the camera loop receives one (tests pass a fake)."""
+
+    @property
+    def resumable(self) -> bool:
+        """Whether a restarted client may resume at its saved frame (a non-looping file)."""
+        ...
+
+    def __call__(self, camera: str, out: queue.Queue[Frame | None], start_frame: int) -> Source: ...
 
 
 class VideoSource:
@@ -209,3 +272,27 @@ class VideoSource:
                 self.stats.skipped += 1
             index += 1
         return False
+
+
+@dataclass(frozen=True)
+class VideoSourceFactory:
+    """The real ``SourceFactory``: a ``VideoSource`` for any ``SourceKind``."""
+
+    url: str
+    process_every: int = 1
+    max_fps: float | None = None
+    loop: bool = False
+
+    @property
+    def kind(self) -> SourceKind:
+        return source_kind(self.url)
+
+    @property
+    def resumable(self) -> bool:
+        return self.kind is SourceKind.FILE and not self.loop
+
+    def __call__(self, camera: str, out: queue.Queue[Frame | None], start_frame: int) -> Source:
+        return VideoSource(
+            camera, self.url, out, process_every=self.process_every, max_fps=self.max_fps,
+            start_frame=start_frame, loop=self.loop,
+        )  # fmt: skip

@@ -116,7 +116,7 @@ def should_read(rec: TrackRecord, thr: Thresholds, now_wall: float) -> bool:
     if rec.attempts > thr.max_retries:
         return False
     confident = any(r.confidence >= thr.read_confidence and r.text for r in rec.reads)
-    return not confident and rec.best_quality > 1.15 * rec.quality_at_last_read
+    return not confident and rec.best_quality > thr.retry_quality_gain * rec.quality_at_last_read
 
 
 def should_decide(rec: TrackRecord, thr: Thresholds, plausible: bool) -> bool:

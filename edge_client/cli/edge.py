@@ -9,12 +9,17 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from alpr_common.sinks import SinkSet
 from edge_client.config import ConfigError, EdgeConfig, load_config
 from edge_client.metrics import Metrics
-from edge_client.pipeline import CameraPipeline, PipelineStats
-from edge_client.source import select_decoder
+from edge_client.pipeline import CameraPipeline, PipelineStats, Stages, mode_for
+from edge_client.reader import ReadWorker
+from edge_client.source import VideoSourceFactory, select_decoder
+from edge_client.state.cache import TrackCache
+from edge_client.state.resume import ResumeState
 from edge_client.triton_client import AlprClient, TritonEndpoint
 from ensemble.contracts import COCO_VEHICLE_CLASSES
 
@@ -38,30 +43,33 @@ def wait_for_triton(urls: list[str], timeout_s: float) -> str | None:
         time.sleep(1.0)
 
 
-def build_pipeline(
-    camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Metrics
-) -> CameraPipeline:
+@dataclass
+class EdgeRun:
+    """A built camera pipeline and the real collaborators the CLI manages around it."""
+
+    pipeline: CameraPipeline
+    worker: ReadWorker
+    sinks: SinkSet
+    cache: TrackCache
+    resume: ResumeState
+
+
+def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Metrics) -> EdgeRun:
     import redis
 
     from alpr_common.sinks import build_sinks
-    from edge_client.detect import PlateFrameDetector, VehicleFrameDetector
     from edge_client.plates.formats import load_formats, select
-    from edge_client.reader import ReadWorker, alpr_batch_reader, plate_batch_reader
-    from edge_client.state.cache import TrackCache
-    from edge_client.state.resume import ResumeState
     from edge_client.tracking import ByteTracker
 
     cam = cfg.cameras[camera_id]
+    mode = mode_for(cam)
     endpoint = TritonEndpoint(triton_url, cfg.triton.timeout_s, fallbacks=tuple(cfg.triton.urls))
     det_client, read_client = AlprClient(endpoint), AlprClient(endpoint)
     formats = select(load_formats(), cam.regions)
-    if cam.mode == "vehicles":
-        detector: VehicleFrameDetector | PlateFrameDetector = VehicleFrameDetector(det_client)
-        reader = alpr_batch_reader(read_client, formats)  # format-aware choice, top-k
-    else:
-        detector = PlateFrameDetector(det_client)
-        reader = plate_batch_reader(read_client, formats)  # top-k rescored
-    worker = ReadWorker(reader, max_batch=cfg.triton.max_batch, queue_size=cfg.triton.read_queue)
+    worker = ReadWorker(
+        mode.reader(read_client, formats), max_batch=cfg.triton.max_batch,
+        queue_size=cfg.triton.read_queue,
+    )  # fmt: skip
     t = cam.tracking
     tracker = ByteTracker.from_config(t, min_hits=min(3, cam.thresholds.stable_frames))
     password = os.environ.get(cfg.redis.password_env) if cfg.redis.password_env else None
@@ -80,11 +88,15 @@ def build_pipeline(
     )
     sinks = build_sinks(cam.sinks, camera=camera_id, redis_client=raw, output_dir=cfg.output_dir)
     resume = ResumeState(raw, camera_id, cam.source, cfg.redis.track_ttl_s)
-    return CameraPipeline(
-        camera_id, cam, cfg, detector=detector, tracker=tracker, worker=worker.start(),
-        cache=cache, sinks=sinks, formats=formats, resume=resume, metrics=metrics,
-        labels=dict(COCO_VEHICLE_CLASSES),
+    source = VideoSourceFactory(
+        cam.source, process_every=cam.process_every, max_fps=cam.max_fps, loop=cam.loop
+    )
+    stages = Stages(
+        detector=mode.detector(det_client), tracker=tracker, worker=worker.start(),
+        cache=cache, sinks=sinks, resume=resume, source=source, formats=formats,
+        metrics=metrics, labels=dict(COCO_VEHICLE_CLASSES),
     )  # fmt: skip
+    return EdgeRun(CameraPipeline(camera_id, cam, cfg, stages), worker, sinks, cache, resume)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,10 +134,11 @@ def run(args: argparse.Namespace) -> int:
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port)
         log.info("metrics on :%d/metrics", cfg.metrics_port)
-    pipeline = build_pipeline(args.camera, cfg, url, metrics)
+    edge = build_pipeline(args.camera, cfg, url, metrics)
+    pipeline = edge.pipeline
     if args.fresh:
-        pipeline.cache.purge(args.camera)
-        pipeline.resume.clear()
+        edge.cache.purge(args.camera)
+        edge.resume.clear()
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -134,26 +147,27 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    stats: PipelineStats = pipeline.run(None, stop)
-    pipeline.worker.stop()
-    pipeline.sinks.close()
+    stats: PipelineStats = pipeline.run(stop)
+    fps = pipeline.fps()
+    edge.worker.stop()
+    edge.sinks.close()
     if args.summary:
         import json
         from dataclasses import asdict
 
         summary = {
             **asdict(stats),
-            "fps": stats.fps(),
+            "fps": fps,
             "camera": args.camera,
-            "read_requests": pipeline.worker.requests,
-            "sinks": pipeline.sinks.stats(),
+            "read_requests": edge.worker.requests,
+            "sinks": edge.sinks.stats(),
         }
         summary.pop("started", None)
         args.summary.parent.mkdir(parents=True, exist_ok=True)
         args.summary.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     log.info(
         "camera %s: done: %d frames (%.1f fps), %d tracks, %d OCR reads, %d events, %d duplicates "
-        "suppressed", args.camera, stats.frames, stats.fps(), stats.tracks, stats.reads,
+        "suppressed", args.camera, stats.frames, fps, stats.tracks, stats.reads,
         stats.events, stats.duplicates,
     )  # fmt: skip
     return 0

@@ -1,0 +1,28 @@
+"""The camera loop's counters (the ``--summary`` JSON is ``asdict`` of them plus fps)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0  # frames run through detection
+    detect_errors: int = 0  # consecutive (drives the backoff)
+    detect_failures: int = 0  # total
+    tracks: int = 0
+    adopted: int = 0  # tracks matched to a vehicle reported before a restart
+    reads: int = 0  # read requests (OCR calls per track)
+    events: int = 0  # plate events emitted
+    no_plate: int = 0  # tracks decided without a plausible plate
+    duplicates: int = 0  # plate reports suppressed (track already reported / dedup window)
+    read_failures: int = 0  # consecutive failed read requests (drives the read backoff)
+    idle_skipped: int = 0  # frames not sent to the detector: zone empty (``zone.idle_every``)
+    vehicle_events: int = 0
+    started: float = field(default_factory=time.monotonic)  # on the loop's monotonic clock
+
+    def fps(self, now: float | None = None) -> float:
+        """Detected frames per second since ``started``; ``now`` on the same clock."""
+        now = time.monotonic() if now is None else now
+        return self.frames / max(1e-6, now - self.started)
