@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from alpr_common.backoff import Backoff, Retry
 from alpr_common.config import (  # noqa: F401  (ConfigError, sinks: part of this tree's API)
     CAMERA_ID,
     ConfigError,
@@ -134,9 +135,10 @@ class RetryPolicy(Strict):
             raise ValueError(f"cap_s must be >= first_s, got {self.model_dump()}")
         return self
 
-    def delay(self, failures: int) -> float:
-        """The wait after ``failures`` consecutive failures (1 = the first)."""
-        return min(self.cap_s, self.first_s * 2 ** min(30, max(0, failures - 1)))
+    def retry(self) -> Retry:
+        """A fresh ``alpr_common.backoff.Retry``: ``fail()`` gives the next wait, ``reset()``
+        after a success."""
+        return Backoff(self.first_s, self.cap_s).retry()
 
 
 class Crops(Strict):

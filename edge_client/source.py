@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -28,11 +28,15 @@ from typing import Protocol
 
 import cv2
 
+from alpr_common.backoff import Backoff
+
 from .contracts import Frame
 
 log = logging.getLogger("ovr_alpr.source")
 
+
 END = None  # sentinel put on the queue when a finite source ends
+RECONNECT = Backoff(first=0.5, cap=30.0)  # a live source's reopen delays
 
 
 class SourceKind(StrEnum):
@@ -84,20 +88,6 @@ class SourceStats:
     dropped: int = 0  # queue full (live sources only)
     reconnects: int = 0
     errors: int = 0
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff: first, first*2, ... up to cap seconds."""
-
-    first: float = 0.5
-    cap: float = 30.0
-
-    def delays(self) -> Iterator[float]:
-        d = self.first
-        while True:
-            yield d
-            d = min(self.cap, d * 2)
 
 
 def _open_rtsp(source: str) -> cv2.VideoCapture:
@@ -162,7 +152,7 @@ class VideoSource:
         start_frame: int = 0,
         loop: bool = False,
         realtime: bool | None = None,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = RECONNECT,
         max_reconnects: int | None = None,
     ) -> None:
         self.camera, self.source, self.out = camera, source, out

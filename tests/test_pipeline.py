@@ -599,8 +599,10 @@ def test_defaults_are_the_former_constants(path: str, value: float) -> None:
     ],
 )
 def test_backoffs_are_the_former_formulas(policy: str, delays: list[float]) -> None:
-    retry = getattr(Camera(source="a.mp4").runtime, policy)
-    assert [retry.delay(n) for n in range(1, 7)] == delays
+    retry = getattr(Camera(source="a.mp4").runtime, policy).retry()
+    assert [retry.fail() for _ in delays] == delays
+    retry.reset()  # after a success
+    assert retry.fail() == delays[0]
 
 
 @pytest.mark.parametrize(

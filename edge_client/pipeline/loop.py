@@ -71,6 +71,8 @@ class CameraPipeline:
         self.run_id = stages.new_id()[:8]
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=self.rt.frame_queue)
         self._detect_after = 0.0  # monotonic time before which detection is not retried
+        self._detect_retry = self.rt.detect_backoff.retry()
+        self._read_retry = self.rt.read_backoff.retry()
         self._last_status = now
         self._last_cursor = 0.0
         self._last_frame = 0
@@ -169,11 +171,12 @@ class CameraPipeline:
             self.stats.detect_errors += 1
             self.stats.detect_failures += 1
             self.metrics.triton_errors.labels(self.id, "detector").inc()
-            wait = self.rt.detect_backoff.delay(self.stats.detect_errors)
+            wait = self._detect_retry.fail()
             self._detect_after = st.monotonic() + wait
             log.warning("camera %s: detection failed (%s); retrying in %.1fs", self.id, exc, wait)
             return None
         self.stats.detect_errors = 0
+        self._detect_retry.reset()
         self.metrics.triton_calls.labels(self.id, "detector").inc()
         self.metrics.stage_seconds.labels(self.id, "detect").observe(st.monotonic() - t0)
         return self.zones.keep(dets, offset, (frame.image.shape[0], frame.image.shape[1]))
@@ -266,12 +269,13 @@ class CameraPipeline:
                 rec.attempts -= 1  # a failed request is not a read; retry after a pause
                 self.stats.read_failures += 1
                 self.metrics.triton_errors.labels(self.id, "reader").inc()
-                rec.retry_after = st.clock() + self.rt.read_backoff.delay(self.stats.read_failures)
+                rec.retry_after = st.clock() + self._read_retry.fail()
                 log.warning(
                     "camera %s: read of track %d failed: %s", self.id, rec.track_id, out.error
                 )
                 continue
             self.stats.read_failures = 0
+            self._read_retry.reset()
             self.metrics.triton_calls.labels(self.id, "reader").inc()
             rec.reads.append(out.read)
             self.cache.vote(rec.key, out.read)
