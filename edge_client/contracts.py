@@ -28,6 +28,7 @@ __all__ = [
     "Tracker",
 ]
 
+
 @dataclass(frozen=True)
 class Frame:
     """One decoded frame (BGR uint8) with its position in the stream."""
