@@ -37,12 +37,14 @@ class SystemShmInput:
         self.closed = False
 
     def tensor(self, name: str, batch: np.ndarray) -> grpcclient.InferInput:
-        """Write ``batch`` (uint8 [B, 640, 640, 3]) into the region; return an input using it."""
-        if batch.dtype != np.uint8 or batch.shape[1:] != (DET_SIZE, DET_SIZE, 3):
+        """Write ``batch`` (uint8 [B, S, S, 3] letterboxed frames, S <= 640: the vehicle
+        detector's or the plate locator's side) into the region; return an input using it."""
+        side = batch.shape[1] if batch.ndim == 4 else 0
+        if batch.dtype != np.uint8 or batch.shape[1:] != (side, side, 3) or side > DET_SIZE:
             raise ValueError(
-                f"expected uint8 [B, {DET_SIZE}, {DET_SIZE}, 3], got {batch.dtype} {batch.shape}"
+                f"expected uint8 [B, S, S, 3] with S <= {DET_SIZE}, got {batch.dtype} {batch.shape}"
             )
-        if len(batch) > self.max_batch:
+        if batch.nbytes > self.size:
             raise ValueError(f"batch of {len(batch)} exceeds the region's {self.max_batch} frames")
         shm.set_shared_memory_region(self.handle, [np.ascontiguousarray(batch)])
         t = grpcclient.InferInput(name, list(batch.shape), "UINT8")

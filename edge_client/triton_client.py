@@ -19,7 +19,6 @@ from ensemble.contracts import (
     CLASSES,
     COCO_VEHICLE_CLASSES,
     COUNT,
-    DET_SIZE,
     IMAGE,
     MAX_TEXT,
     PLATE_ALT_CONFIDENCES,
@@ -30,6 +29,7 @@ from ensemble.contracts import (
     PLATE_COUNT,
     PLATE_DETECTOR,
     PLATE_IMAGE,
+    PLATE_LOCATOR,
     PLATE_OCR,
     PLATE_SCORES,
     PLATE_TEXT,
@@ -186,6 +186,7 @@ class AlprClient:
         self.client = grpcclient.InferenceServerClient(self.urls[0])
         self.failovers = 0
         self._shm: SystemShmInput | None = None
+        self._sides: dict[str, int] = {}  # model -> letterbox side (from its config)
         if shared_memory:
             self._shm = SystemShmInput(self.client)
 
@@ -242,7 +243,8 @@ class AlprClient:
 
     def detect_vehicles(self, frames_bgr: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Letterbox frames (any size) and detect vehicles; boxes in each frame's pixels."""
-        boxed = np.stack([letterbox(f[..., ::-1], DET_SIZE)[0] for f in frames_bgr])
+        side = self.input_side(VEHICLE_DETECTOR)
+        boxed = np.stack([letterbox(f[..., ::-1], side)[0] for f in frames_bgr])
         sizes = np.array([f.shape[:2] for f in frames_bgr], np.int32)
         image = self._shm.tensor(IMAGE, boxed) if self._shm else _tensor(IMAGE, boxed, "UINT8")
         res = self._infer(
@@ -290,6 +292,37 @@ class AlprClient:
         return [
             PlateBoxes(boxes[i][: int(counts[i][0])], scores[i][: int(counts[i][0])])
             for i in range(len(images))
+        ]
+
+    def input_side(self, model: str) -> int:
+        """The letterbox side ``model`` (``vehicle_detector``, ``plate_locator``) expects,
+        read once from the server's model config (``IMAGE`` dims [S, S, 3])."""
+        if model not in self._sides:
+            try:
+                cfg = self.client.get_model_config(model, headers=self.headers, as_json=True)
+            except InferenceServerException as exc:
+                raise InferenceError(f"{model} at {self.url}: {exc.message()}") from exc
+            dims = next(
+                (i.get("dims") for i in cfg["config"]["input"] if i.get("name") == IMAGE), None
+            )
+            if not dims or len(dims) != 3 or dims[0] != dims[1]:
+                raise InferenceError(f"{model} at {self.url}: IMAGE dims {dims} are not [S, S, 3]")
+            self._sides[model] = int(dims[0])
+        return self._sides[model]
+
+    def locate_plates(self, frames_bgr: Sequence[np.ndarray]) -> list[PlateBoxes]:
+        """Letterbox frames (any size) to ``plate_locator``'s side and find plates: per frame
+        its plate boxes in the frame's pixels and their scores (YOLO alone; no reading)."""
+        side = self.input_side(PLATE_LOCATOR)
+        boxed = np.stack([letterbox(f[..., ::-1], side)[0] for f in frames_bgr])
+        sizes = np.array([f.shape[:2] for f in frames_bgr], np.int32)
+        image = self._shm.tensor(IMAGE, boxed) if self._shm else _tensor(IMAGE, boxed, "UINT8")
+        res = self._infer(PLATE_LOCATOR, [image, _tensor(SOURCE_SIZE, sizes, "INT32")],
+                          [BOXES, SCORES, COUNT])  # fmt: skip
+        boxes, scores, counts = res.as_numpy(BOXES), res.as_numpy(SCORES), res.as_numpy(COUNT)
+        return [
+            PlateBoxes(boxes[i][: int(counts[i][0])], scores[i][: int(counts[i][0])])
+            for i in range(len(frames_bgr))
         ]
 
     def read_plate_crops(self, plates: Sequence[bytes]) -> list[PlateText]:

@@ -15,6 +15,9 @@ DET_SIZE = 640  # fixed square input so frames from every camera batch together
 MAX_DETECTIONS = 100  # fixed-size padded outputs; COUNT says how many are real
 COCO_VEHICLE_CLASSES: dict[int, str] = {2: "car", 3: "motorcycle", 5: "bus", 7: "truck"}
 
+# --- plate_locator ------------------------------------------------------------------
+LOCATOR_SIZE = 416  # default letterbox side (the config's IMAGE dims; 640 in the variant)
+
 # --- plate_detector / plate_ocr / alpr ---------------------------------------------
 MAX_PLATES = 8  # plate candidates per image (padded; PLATE_COUNT says how many)
 REC_HEIGHT = 48  # PP-OCR recogniser input height
@@ -26,11 +29,12 @@ PLATE_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 VEHICLE_DETECTOR = "vehicle_detector"
 PLATE_DETECTOR = "plate_detector"
 PLATE_OCR = "plate_ocr"
+PLATE_LOCATOR = "plate_locator"  # the YOLO plate model alone, on letterboxed frames
 ALPR = "alpr"  # the ensemble: plate_detector -> plate_ocr
 VEHICLE_DETECTOR_NET = "vehicle_detector_net"  # a variant's bare network, called over BLS
 
 # --- tensor names (each model's inputs and outputs; config.pbtxt uses exactly these) --
-IMAGE = "IMAGE"  # vehicle_detector: uint8 [B, 640, 640, 3]; plate_detector/alpr: bytes [B, 1]
+IMAGE = "IMAGE"  # vehicle_detector / plate_locator: uint8 [B, S, S, 3]; plate_detector/alpr: bytes
 SOURCE_SIZE = "SOURCE_SIZE"  # int32 [B, 2]: height, width of the frame before letterboxing
 BOXES = "BOXES"  # float32 [B, 100, 4] xyxy in source pixels
 SCORES = "SCORES"  # float32 [B, 100]
@@ -66,6 +70,7 @@ class ModelTensors:
 PLATE_READ_OUTPUTS = (PLATE_TEXT, PLATE_CONFIDENCE, PLATE_CHAR_CONFIDENCES, *ALT_OUTPUTS)
 MODEL_TENSORS: dict[str, ModelTensors] = {
     VEHICLE_DETECTOR: ModelTensors((IMAGE, SOURCE_SIZE), (BOXES, SCORES, CLASSES, COUNT)),
+    PLATE_LOCATOR: ModelTensors((IMAGE, SOURCE_SIZE), (BOXES, SCORES, COUNT)),
     PLATE_DETECTOR: ModelTensors((IMAGE,), (PLATE_BOXES, PLATE_SCORES, PLATE_CROPS, PLATE_COUNT)),
     PLATE_OCR: ModelTensors((PLATE_CROPS, PLATE_COUNT, PLATE_IMAGE), PLATE_READ_OUTPUTS),
     ALPR: ModelTensors((IMAGE,), (PLATE_BOXES, PLATE_SCORES, PLATE_COUNT, *PLATE_READ_OUTPUTS)),

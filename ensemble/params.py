@@ -35,6 +35,7 @@ from .contracts import (
     NET_OUTPUT,
     PLATE_ALPHABET,
     PLATE_DETECTOR,
+    PLATE_LOCATOR,
     PLATE_OCR,
     VEHICLE_DETECTOR,
 )
@@ -185,6 +186,19 @@ class PlateOcrParams(ModelParams):
         return value
 
 
+class PlateLocatorParams(ModelParams):
+    """``plate_locator``: the YOLO plate model alone on letterboxed frames (per-frame plate
+    finding for plate cameras; reading happens once per track, elsewhere)."""
+
+    KIND: ClassVar[str] = PLATE_LOCATOR
+
+    onnx_file: FileName = Field(
+        "yolo_plate.onnx", description="the YOLO plate network (dynamic input side)"
+    )
+    score_threshold: Probability = Field(0.25, description="plate boxes below are dropped")
+    iou_threshold: float = Field(0.45, gt=0.0, le=1.0, description="NMS overlap threshold")
+
+
 class RawNetParams(ModelParams):
     """``vehicle_detector_net`` (python-net variant): the bare YOLO network."""
 
@@ -198,7 +212,13 @@ class RawNetParams(ModelParams):
 # Model kind (``make_model(kind)`` in each model.py) -> its parameters.
 PARAMS: dict[str, type[ModelParams]] = {
     cls.KIND: cls
-    for cls in (VehicleDetectorParams, PlateDetectorParams, PlateOcrParams, RawNetParams)
+    for cls in (
+        VehicleDetectorParams,
+        PlateDetectorParams,
+        PlateOcrParams,
+        PlateLocatorParams,
+        RawNetParams,
+    )
 }
 
 P = TypeVar("P", bound=ModelParams)

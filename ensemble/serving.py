@@ -37,6 +37,7 @@ from .contracts import (
     PLATE_CROPS,
     PLATE_DETECTOR,
     PLATE_IMAGE,
+    PLATE_LOCATOR,
     PLATE_OCR,
     PLATE_SCORES,
     PLATE_TEXT,
@@ -60,6 +61,7 @@ from .engines import (
 from .image_io import decode_image
 from .params import (
     PlateDetectorParams,
+    PlateLocatorParams,
     PlateOcrParams,
     RawNetParams,
     VehicleDetectorParams,
@@ -190,6 +192,28 @@ class VehicleDetectorService:
         return out
 
 
+class PlateLocatorService(VehicleDetectorService):
+    """IMAGE uint8 [B, S, S, 3] letterboxed RGB (+ SOURCE_SIZE) -> plate boxes in source
+    pixels and scores: the YOLO plate model alone, for per-frame plate finding."""
+
+    def run(self, items: Sequence[Any]) -> list[Outputs]:
+        return [{k: v for k, v in row.items() if k != CLASSES} for row in super().run(items)]
+
+
+def input_side(config: Mapping[str, Any], name: str = IMAGE) -> int:
+    """The square side of a letterboxed-image input from a parsed model config (its
+    ``dims`` [S, S, 3]); raises ``ValueError`` when the config's input is not square RGB."""
+    for inp in config.get("input", []):
+        if inp.get("name") == name:
+            dims = [int(d) for d in inp.get("dims", [])]
+            if len(dims) == 3 and dims[0] == dims[1] and dims[2] == 3 and 32 <= dims[0] <= 4096:
+                if dims[0] % 32:
+                    raise ValueError(f"{name} side {dims[0]} must be a multiple of 32 (YOLO)")
+                return dims[0]
+            raise ValueError(f"{name} dims must be [S, S, 3] with 32 <= S <= 4096, got {dims}")
+    raise ValueError(f"the model config has no {name} input")
+
+
 class PlateDetectorService:
     """IMAGE bytes [B, 1] (encoded vehicle crop or frame) -> plate boxes and rectified crops."""
 
@@ -294,6 +318,7 @@ def build_vehicle_detector(
     model (a TensorRT plan or the native onnxruntime backend) called over BLS, and this
     model only letterbox-normalises, decodes and runs NMS."""
     p = load_params(VehicleDetectorParams, config)
+    side = input_side(config)
     net = None
     if p.net_model:
         if bls is None:
@@ -307,8 +332,39 @@ def build_vehicle_detector(
         iou_threshold=p.iou_threshold,
         classes=p.classes,
         agnostic_nms=p.agnostic_nms,
+        input_size=side,
     )
+    if det.input_size != side:
+        raise ValueError(
+            f"{VEHICLE_DETECTOR}: the network takes {det.input_size}x{det.input_size} but the "
+            f"config's IMAGE dims are {side}: export it at {side} (or dynamic) or fix the dims"
+        )
     return VehicleDetectorService(det)
+
+
+def build_plate_locator(
+    args: Mapping[str, str], config: Mapping[str, Any], bls: BlsFactory | None = None
+) -> PlateLocatorService:
+    """The YOLO plate network in-process at the config's input side (416 by default; the
+    640 variant sets ``dims: [640, 640, 3]``). A missing network fails the load with the
+    command that provisions it."""
+    p = load_params(PlateLocatorParams, config)
+    path = version_dir(args) / p.onnx_file
+    if not path.is_file():
+        raise ValueError(
+            f"{PLATE_LOCATOR}: {path} is missing; run `alpr-models fetch` (it installs the "
+            "YOLO plate model for plate_detector and plate_locator)"
+        )
+    det = VehicleDetector(
+        path,
+        threads=p.threads,
+        score_threshold=p.score_threshold,
+        iou_threshold=p.iou_threshold,
+        classes=(0,),
+        agnostic_nms=True,
+        input_size=input_side(config),
+    )
+    return PlateLocatorService(det)
 
 
 def build_plate_detector(
@@ -378,6 +434,7 @@ Builder = Callable[[Mapping[str, str], Mapping[str, Any], BlsFactory | None], Se
 BUILDERS: dict[str, Builder] = {  # model kind (a key of ensemble.params.PARAMS) -> builder
     VEHICLE_DETECTOR: build_vehicle_detector,
     PLATE_DETECTOR: build_plate_detector,
+    PLATE_LOCATOR: build_plate_locator,
     PLATE_OCR: build_plate_ocr,
     "raw_net": build_raw_net,
 }

@@ -48,6 +48,7 @@ def test_expected_models_present() -> None:
     assert {p.parent.name for p in CONFIGS} == {
         "vehicle_detector",
         "plate_detector",
+        "plate_locator",
         "plate_ocr",
         "alpr",
     }
@@ -57,6 +58,8 @@ def test_shapes_match_contracts() -> None:
     cfg = {p.parent.name: load(p) for p in CONFIGS}
     assert dims(cfg["vehicle_detector"], "IMAGE") == [c.DET_SIZE, c.DET_SIZE, 3]
     assert dims(cfg["vehicle_detector"], "BOXES") == [c.MAX_DETECTIONS, 4]
+    assert dims(cfg["plate_locator"], "IMAGE") == [c.LOCATOR_SIZE, c.LOCATOR_SIZE, 3]
+    assert dims(cfg["plate_locator"], "BOXES") == [c.MAX_DETECTIONS, 4]
     assert dims(cfg["plate_detector"], "PLATE_CROPS") == [
         c.MAX_PLATES,
         c.REC_HEIGHT,

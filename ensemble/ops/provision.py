@@ -135,6 +135,46 @@ SHIPPED: tuple[Shipped, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Mirror:
+    """A model file another model serves as is (the YOLO plate network: ``plate_detector``
+    runs it with text-line refinement, ``plate_locator`` alone on every frame)."""
+
+    model: str
+    src: str  # relative to the model repository
+    dest: str
+
+
+MIRRORS: tuple[Mirror, ...] = (
+    Mirror("plate_locator", "plate_detector/1/yolo_plate.onnx", "plate_locator/1/yolo_plate.onnx"),
+)
+
+
+def install_mirror(item: Mirror, repository: Path) -> Path | None:
+    """Copy ``item.src`` to ``item.dest`` (with its provenance) when it differs; ``None``
+    with a warning when the source is not provisioned."""
+    src, dest = repository / item.src, repository / item.dest
+    if not src.is_file():
+        _log(f"warning: {item.src} is not provisioned; {item.model} cannot load without it")
+        return None
+    got = sha256_of(src)
+    if dest.is_file() and sha256_of(dest) == got:
+        _log(f"{item.model}: {item.dest} up to date")
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.copyfile(src, partial)
+    partial.replace(dest)
+    try:
+        meta = json.loads(_stamp_path(src).read_text())
+    except (OSError, ValueError):
+        meta = {}
+    meta.update({"sha256": got, "mirror_of": item.src})
+    _stamp_path(dest).write_text(json.dumps(meta, indent=2) + "\n")
+    _log(f"{item.model}: {item.src} -> {item.dest}")
+    return dest
+
+
 def install_shipped(item: Shipped, repository: Path, root: Path | None = None) -> Path:
     """Copy a committed model into the repository after checking it against its card
     (``root``: the checkout holding ``weights/``, found by default)."""
@@ -351,6 +391,10 @@ def fetch(
     for item in SHIPPED:
         _log(f"[shipped] {item.model} ({item.src})")
         out.append(install_shipped(item, repository))
+    for mirror in MIRRORS:
+        path = install_mirror(mirror, repository)
+        if path is not None:
+            out.append(path)
     return out
 
 
@@ -377,6 +421,9 @@ def use(model: str, path: Path, repository: Path | None = None) -> Path:
         json.dumps({"source": str(path.resolve()), "sha256": sha256_of(dest), "user": True}) + "\n"
     )
     _log(f"{model}: installed {path} -> {dest}")
+    for mirror in MIRRORS:
+        if repository / mirror.src == dest:
+            install_mirror(mirror, repository)
     return dest
 
 
@@ -404,6 +451,12 @@ def status(repository: Path | None = None, root: Path | None = None) -> list[tup
             same = sha256_of(dest) == sha256_of((root or checkout_root()) / item.src)
             state = "user" if _user_supplied(dest) else ("ok" if same else "modified")
         rows.append((item.model, item.dest, state))
+    for mirror in MIRRORS:
+        src, dest = repository / mirror.src, repository / mirror.dest
+        state = "missing"
+        if dest.is_file():
+            state = "ok" if src.is_file() and sha256_of(src) == sha256_of(dest) else "modified"
+        rows.append((mirror.model, mirror.dest, state))
     return rows
 
 
