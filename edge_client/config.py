@@ -249,6 +249,14 @@ class Runtime(Strict):
 class Camera(Strict):
     source: str = Field(description="video file, rtsp:// URL, or V4L2 device (/dev/video0 or 0)")
     mode: Literal["vehicles", "plates"] = Field("vehicles", description="what the detector finds")
+    plate_finder: Literal["locator", "detector"] = Field(
+        "locator",
+        description="plates mode, per frame: `locator` runs only plate_locator (the YOLO plate "
+        "model; the track's best crop is refined and read once, through alpr); `detector` "
+        "runs the heavy plate_detector (YOLO + text-line refinement + crops) on every frame "
+        "and reads crops with plate_ocr: several times the per-frame cost, for servers "
+        "without plate_locator",
+    )
     process_every: int = Field(1, ge=1, le=100, description="process one frame in N (frame skip)")
     max_fps: float | None = Field(
         None, gt=0, le=240, description="cap on processed frames per second"

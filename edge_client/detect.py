@@ -1,8 +1,10 @@
 """Frame-level detection through Triton, one adapter per camera mode.
 
-``vehicles``: letterboxed frames to ``vehicle_detector``; ``plates``: JPEG frames to
-``plate_detector`` (a dedicated plate camera). Both return :class:`Detections` in frame
-pixels; tracking happens locally afterwards.
+``vehicles``: letterboxed frames to ``vehicle_detector``; ``plates`` (a dedicated plate
+camera): letterboxed frames to ``plate_locator`` (the YOLO plate model alone; the default
+``plate_finder: locator``), or JPEG frames to the heavy ``plate_detector`` (YOLO + text-line
+refinement + crops on every frame; ``plate_finder: detector``, the path before the locator).
+All return :class:`Detections` in frame pixels; tracking happens locally afterwards.
 """
 
 from __future__ import annotations
@@ -41,19 +43,29 @@ class VehicleFrameDetector:
         return out
 
 
+def _plate_detections(boxes: np.ndarray, scores: np.ndarray) -> Detections:
+    n = len(scores)
+    return Detections(
+        boxes.astype(np.float32), scores.astype(np.float32),
+        np.full((n,), PLATE_CLASS, np.int32), ("plate",) * n,
+    )  # fmt: skip
+
+
+class PlateLocatorDetector:
+    """Frames to ``plate_locator``: letterboxed once on the client (same-host clients over
+    system shared memory), plate boxes back in frame pixels."""
+
+    def __init__(self, client: AlprClient) -> None:
+        self.client = client
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        return [_plate_detections(f.boxes, f.scores) for f in self.client.locate_plates(frames)]
+
+
 class PlateFrameDetector:
     def __init__(self, client: AlprClient, jpeg_quality: int = 90) -> None:
         self.client, self.quality = client, jpeg_quality
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         payloads = [encode_jpeg(f, self.quality) for f in frames]
-        out = []
-        for found in self.client.detect_plates(payloads):
-            n = len(found)
-            out.append(
-                Detections(
-                    found.boxes.astype(np.float32), found.scores.astype(np.float32),
-                    np.full((n,), PLATE_CLASS, np.int32), ("plate",) * n,
-                )
-            )  # fmt: skip
-        return out
+        return [_plate_detections(f.boxes, f.scores) for f in self.client.detect_plates(payloads)]

@@ -6,9 +6,13 @@ A camera's ``mode:`` picks one class from ``MODES`` (no if/elif on the mode in t
   ``crops.vehicle_margin`` (a box cut by the frame border still competes, weighted by
   ``crops.cut_weight``); each vehicle gets a dominant colour (``vehicle_colour``); reads
   go through the ``alpr`` ensemble (plate found inside the vehicle crop).
-- ``plates``: a dedicated plate camera; the plate detector on the whole frame; crops are
-  plate boxes grown by ``crops.plate_margin``; a plate cut by the border is never read
-  (a partial plate reads as a wrong one); tracks are labelled ``plate``.
+- ``plates``: a dedicated plate camera; per frame only ``plate_locator`` (the YOLO plate
+  model, ``plate_finder: locator``, the default); crops are plate boxes of the
+  full-resolution frame grown by ``crops.plate_margin``, read once per track through the
+  ``alpr`` ensemble (text-line refinement + OCR). ``plate_finder: detector`` is the
+  previous path: the heavy ``plate_detector`` on every frame, crops read by ``plate_ocr``.
+  A plate cut by the border is never read (a partial plate reads as a wrong one); tracks
+  are labelled ``plate``.
 
 ``read_plates`` means the same for both: true, a track is offered crops and read until its
 plate is decided, and a ``vehicle`` event closes it only with a zone's
@@ -25,7 +29,12 @@ import numpy as np
 
 from edge_client.config import Camera
 from edge_client.contracts import Box, TrackStatus
-from edge_client.detect import FrameDetector, PlateFrameDetector, VehicleFrameDetector
+from edge_client.detect import (
+    FrameDetector,
+    PlateFrameDetector,
+    PlateLocatorDetector,
+    VehicleFrameDetector,
+)
 from edge_client.plates.formats import PlateFormat
 from edge_client.reader import BatchReader, alpr_batch_reader, plate_batch_reader
 from edge_client.trackbook import TrackRecord, crop_box, should_read
@@ -152,10 +161,14 @@ class PlateMode(_Mode):
         return rec.color
 
     def detector(self, client: AlprClient) -> FrameDetector:
-        return PlateFrameDetector(client)
+        if self.cam.plate_finder == "detector":
+            return PlateFrameDetector(client)
+        return PlateLocatorDetector(client)
 
     def reader(self, client: AlprClient, formats: Sequence[PlateFormat]) -> BatchReader:
-        return plate_batch_reader(client, formats)  # top-k rescored
+        if self.cam.plate_finder == "detector":
+            return plate_batch_reader(client, formats)  # crops already refined: plate_ocr
+        return alpr_batch_reader(client, formats)  # refine + read the track's best crop
 
 
 MODES: dict[str, type[VehicleMode | PlateMode]] = {
