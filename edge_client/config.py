@@ -296,6 +296,11 @@ class Triton(Strict):
     timeout_s: float = Field(10.0, gt=0, le=300)
     max_batch: int = Field(8, ge=1, le=16, description="tracks read in one request")
     read_queue: int = Field(64, ge=1, le=10_000, description="bounded queue of pending reads")
+    shared_memory: bool = Field(
+        False,
+        description="send frames to the detector / plate locator through a system "
+        "shared-memory region (the server must run on this host): no frame bytes over gRPC",
+    )
 
 
 class EdgeConfig(Strict):

@@ -171,6 +171,13 @@ def parse_plates(result: grpcclient.InferResult) -> list[list[PlateRead]]:
     ]
 
 
+def _letterbox_rgb(frame_bgr: np.ndarray, side: int, *, fast: bool = False) -> np.ndarray:
+    """Letterbox a BGR frame to ``side`` and return it as RGB: the channels are swapped on
+    the small result (resizing a reversed-stride view would copy the whole frame first)."""
+    boxed, _ = letterbox(frame_bgr, side, fast=fast)
+    return np.ascontiguousarray(boxed[..., ::-1])
+
+
 class AlprClient:
     """Thin typed facade over ``tritonclient.grpc`` for the four served models."""
 
@@ -244,7 +251,7 @@ class AlprClient:
     def detect_vehicles(self, frames_bgr: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Letterbox frames (any size) and detect vehicles; boxes in each frame's pixels."""
         side = self.input_side(VEHICLE_DETECTOR)
-        boxed = np.stack([letterbox(f[..., ::-1], side)[0] for f in frames_bgr])
+        boxed = np.stack([_letterbox_rgb(f, side) for f in frames_bgr])
         sizes = np.array([f.shape[:2] for f in frames_bgr], np.int32)
         image = self._shm.tensor(IMAGE, boxed) if self._shm else _tensor(IMAGE, boxed, "UINT8")
         res = self._infer(
@@ -314,7 +321,7 @@ class AlprClient:
         """Letterbox frames (any size) to ``plate_locator``'s side and find plates: per frame
         its plate boxes in the frame's pixels and their scores (YOLO alone; no reading)."""
         side = self.input_side(PLATE_LOCATOR)
-        boxed = np.stack([letterbox(f[..., ::-1], side)[0] for f in frames_bgr])
+        boxed = np.stack([_letterbox_rgb(f, side, fast=True) for f in frames_bgr])
         sizes = np.array([f.shape[:2] for f in frames_bgr], np.int32)
         image = self._shm.tensor(IMAGE, boxed) if self._shm else _tensor(IMAGE, boxed, "UINT8")
         res = self._infer(PLATE_LOCATOR, [image, _tensor(SOURCE_SIZE, sizes, "INT32")],

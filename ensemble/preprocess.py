@@ -38,12 +38,16 @@ class Letterbox:
         return out
 
 
-def letterbox(image: np.ndarray, size: int = DET_SIZE) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping aspect ratio and pad to ``size`` x ``size`` (same channel order)."""
+def letterbox(
+    image: np.ndarray, size: int = DET_SIZE, *, fast: bool = False
+) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio and pad to ``size`` x ``size`` (same channel order).
+    Downscaling averages pixels (``INTER_AREA``); ``fast`` interpolates bilinearly as
+    Ultralytics' own letterbox does (3x cheaper on a 720p frame; per-frame plate finding)."""
     h, w = image.shape[:2]
     lb = Letterbox.for_size(h, w, size)
     new_w, new_h = round(w * lb.scale), round(h * lb.scale)
-    interp = cv2.INTER_AREA if lb.scale < 1 else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if lb.scale < 1 and not fast else cv2.INTER_LINEAR
     resized = cv2.resize(image, (new_w, new_h), interpolation=interp)
     out = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
     top, left = round(lb.pad_y - 0.1), round(lb.pad_x - 0.1)

@@ -52,11 +52,13 @@ class EdgeRun:
     sinks: SinkSet
     cache: TrackCache
     resume: ResumeState
+    clients: tuple[AlprClient, ...] = ()  # closed at the end (shared-memory regions freed)
 
 
 def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Metrics) -> EdgeRun:
     import redis
 
+    from alpr_common.secrets import secret_from_env
     from alpr_common.sinks import build_sinks
     from edge_client.plates.formats import load_formats, select
     from edge_client.tracking import ByteTracker
@@ -64,7 +66,8 @@ def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Me
     cam = cfg.cameras[camera_id]
     mode = mode_for(cam)
     endpoint = TritonEndpoint(triton_url, cfg.triton.timeout_s, fallbacks=tuple(cfg.triton.urls))
-    det_client, read_client = AlprClient(endpoint), AlprClient(endpoint)
+    det_client = AlprClient(endpoint, shared_memory=cfg.triton.shared_memory)
+    read_client = AlprClient(endpoint)
     formats = select(load_formats(), cam.regions)
     worker = ReadWorker(
         mode.reader(read_client, formats), max_batch=cfg.triton.max_batch,
@@ -72,7 +75,7 @@ def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Me
     )  # fmt: skip
     t = cam.tracking
     tracker = ByteTracker.from_config(t, min_hits=min(3, cam.thresholds.stable_frames))
-    password = os.environ.get(cfg.redis.password_env) if cfg.redis.password_env else None
+    password = secret_from_env(cfg.redis.password_env, "Redis password", required=False)
     cache = TrackCache.from_url(
         cfg.redis.url, password=password, ttl_s=cfg.redis.track_ttl_s,
         local_buffer=cfg.redis.local_buffer,
@@ -96,7 +99,8 @@ def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Me
         cache=cache, sinks=sinks, resume=resume, source=source, formats=formats,
         metrics=metrics, labels=dict(COCO_VEHICLE_CLASSES),
     )  # fmt: skip
-    return EdgeRun(CameraPipeline(camera_id, cam, cfg, stages), worker, sinks, cache, resume)
+    pipeline = CameraPipeline(camera_id, cam, cfg, stages)
+    return EdgeRun(pipeline, worker, sinks, cache, resume, (det_client, read_client))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     fps = pipeline.fps()
     edge.worker.stop()
     edge.sinks.close()
+    for client in edge.clients:
+        client.close()
     if args.summary:
         import json
         from dataclasses import asdict
