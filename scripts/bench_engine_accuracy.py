@@ -16,6 +16,12 @@ the top level (``exact``, ``detection_recall``, ``ms_per_image``...), every vari
 (median time over rounds), and time ratios against the default.
 
     python scripts/bench_engine_accuracy.py ../shared/data/openalpr-eu --rounds 1
+
+Smoke run (a few photos, a server that is already running, on its configured engine:
+``auto`` is YOLO when provisioned, so only the ``yolo_*`` variants)::
+
+    python scripts/bench_engine_accuracy.py ../shared/data/openalpr-eu --limit 4 \
+        --triton-url localhost:8001 --variants yolo_cascade yolo_full --out /tmp/acc.json
 """
 
 from __future__ import annotations
@@ -40,15 +46,32 @@ VARIANTS: dict[str, list[str]] = {
     "ppocr_full": ["--plate-engine", "ppocr", "--no-cascade"],
 }
 DEFAULT = "yolo_cascade"
+SERVER_ENGINE = "yolo"  # what a running server's `auto` engine is with the YOLO model
 
 
-def run(folder: Path, extra: list[str], regions: list[str], work: Path) -> dict[str, Any]:
-    summary = work / "summary.json"
-    cmd = [
+def server_args(extra: list[str], triton_url: str | None) -> list[str]:
+    """A variant's server options: a fresh server with the variant's engine, or
+    (``triton_url``) the running server, whose engine the variant cannot set."""
+    if triton_url is None:
+        return ["--start-server", *extra]
+    return ["--url", triton_url, *[a for a in extra if a.endswith("cascade")]]
+
+
+def evaluate_command(
+    folder: Path, extra: list[str], regions: list[str], work: Path,
+    triton_url: str | None = None, limit: int | None = None,
+) -> list[str]:  # fmt: skip
+    """The ``alpr-evaluate photos`` command of one variant."""
+    return [
         str(Path(sys.executable).parent / "alpr-evaluate"), "photos", str(folder),
-        "--start-server", "--quiet", "--out", str(work), "--summary", str(summary),
-        "--regions", *regions, *extra,
+        "--quiet", "--out", str(work), "--summary", str(work / "summary.json"),
+        "--regions", *regions, *server_args(extra, triton_url),
+        *(["--limit", str(limit)] if limit else []),
     ]  # fmt: skip
+
+
+def run(cmd: list[str], work: Path) -> dict[str, Any]:
+    summary = work / "summary.json"
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     out: dict[str, Any] = json.loads(summary.read_text())
     return out
@@ -61,16 +84,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regions", nargs="+", default=["eu", "uk"])
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--limit", type=int, help="only the first N photos (default: all)")
+    ap.add_argument(
+        "--triton-url",
+        help="gRPC host:port of a running server on its configured engine (default: a fresh "
+        "server per run); only the yolo_* variants then",
+    )
     args = ap.parse_args(argv)
     if DEFAULT not in args.variants:
         ap.error(f"--variants must include {DEFAULT} (the headline)")
+    if args.limit is not None and args.limit < 1:
+        ap.error(f"--limit must be at least 1, got {args.limit}")
+    other = [v for v in args.variants if VARIANTS[v][1] != SERVER_ENGINE]
+    if args.triton_url and other:
+        ap.error(f"--triton-url runs the server's own engine ({SERVER_ENGINE}): drop {other}")
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in args.variants}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for name in args.variants:
                 print(f"round {r + 1}/{args.rounds}: {name}", file=sys.stderr, flush=True)
                 work = Path(tmp) / f"{name}-{r}"
-                runs[name].append(run(args.folder, VARIANTS[name], args.regions, work))
+                cmd = evaluate_command(
+                    args.folder, VARIANTS[name], args.regions, work, args.triton_url, args.limit
+                )
+                runs[name].append(run(cmd, work))
     variants: dict[str, dict[str, Any]] = {}
     for name, summaries in runs.items():
         ms = [s["ms_per_image"] for s in summaries]
@@ -78,13 +115,16 @@ def main(argv: list[str] | None = None) -> int:
             **summaries[0],
             "ms_per_image": statistics.median(ms),
             "ms_per_image_runs": ms,
-            "command": "alpr-evaluate photos FOLDER --start-server " + " ".join(VARIANTS[name]),
+            "command": "alpr-evaluate photos FOLDER "
+            + " ".join(server_args(VARIANTS[name], args.triton_url)),
         }
     head = variants[DEFAULT]
     result = {
         **{k: v for k, v in head.items() if k != "command"},
         "variant": DEFAULT,
-        "command": f"python scripts/bench_engine_accuracy.py {args.folder} --rounds {args.rounds}",
+        "command": f"python scripts/bench_engine_accuracy.py {args.folder} --rounds {args.rounds}"
+        + (f" --limit {args.limit}" if args.limit else "")
+        + (f" --triton-url {args.triton_url}" if args.triton_url else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "variants": variants,

@@ -13,6 +13,11 @@ live camera), twice per round, alternating:
 Writes bench/results/gate.json: ``decision_latency_p50_ms`` / ``_p95_ms`` (all decisions
 of all runs), per-variant latencies, detector calls, idle-skipped frames, decisions vs the
 ground truth, and ``detector_calls_zone_idle_over_every_frame``.
+
+Smoke run (one variant once, the server of the caller)::
+
+    python scripts/bench_gate.py --rounds 1 --variants zone_idle --triton-url localhost:8001 \
+        --out /tmp/gate.json
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from ensemble.ops.server_process import start_triton  # noqa: E402
 from gate.process import demo_gate_config, start_gate  # noqa: E402
 
 BIN = Path(sys.executable).parent
+VARIANTS = {"zone_idle": 3, "every_frame": 1}  # variant -> the zone's idle_every
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -68,8 +74,15 @@ def run_client(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2, help="rounds of (zone_idle, every_frame)")
+    ap.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+        help="variants played each round (default: both)",
+    )  # fmt: skip
+    ap.add_argument("--triton-url", help="gRPC host:port of a running server (default: start one)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "gate.json")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
 
     work = Path(tempfile.mkdtemp(prefix="alpr-bench-gate-"))
     video, truth_path = generate(work / "video", seed=0)
@@ -77,19 +90,21 @@ def main() -> int:
     want = {p["plate"] for p in truth["plates"]}
     lists = yaml.safe_load((REPO / "config" / "gate.yaml").read_text())["gates"]["demo_gate"]
     redis_proc, redis_url = start_redis(work)
-    server = start_triton(REPO / "model_repository", work / "tritonserver.log")
+    log = work / "tritonserver.log"
+    server = None if args.triton_url else start_triton(REPO / "model_repository", log)
+    triton_url = args.triton_url or (server.grpc_url if server else "")
     gate = start_gate(demo_gate_config(work / "gate", redis_url), work / "gate" / "gate.log")
     decisions_path = work / "gate" / "decisions-demo_gate.jsonl"
     runs: list[dict[str, Any]] = []
     try:
         for r in range(args.rounds):
-            order = [("zone_idle", 3), ("every_frame", 1)]
+            order = [(v, VARIANTS[v]) for v in VARIANTS if v in args.variants]
             for tag, idle in order if r % 2 == 0 else order[::-1]:
                 before = (
                     len(decisions_path.read_text().splitlines()) if decisions_path.exists() else 0
                 )
                 summary, wall = run_client(
-                    work, video, truth["fps"], server.grpc_url, redis_url, idle, f"{tag}-{r}"
+                    work, video, truth["fps"], triton_url, redis_url, idle, f"{tag}-{r}"
                 )
                 rows = wait_decisions(decisions_path, work / f"{tag}-{r}")[before:]
                 runs.append({
@@ -104,7 +119,8 @@ def main() -> int:
                 print(json.dumps(runs[-1]), file=sys.stderr)
     finally:
         gate.stop()
-        server.stop()
+        if server is not None:
+            server.stop()
         if redis_proc:
             redis_proc.terminate()
 
@@ -121,13 +137,18 @@ def main() -> int:
         return float(np.mean(sel)) if sel else 0.0
 
     all_lat = lat(None)
+    command = f"python scripts/bench_gate.py --rounds {args.rounds}"
+    if args.variants != list(VARIANTS):
+        command += " --variants " + " ".join(args.variants)
+    if args.triton_url:
+        command += f" --triton-url {args.triton_url}"
     result = {
         "what": "first sighting -> gate decision, demo video paced at its frame rate, through "
         "tritonserver + redis stream + alpr-gate (SQLite)",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
         f"{__import__('os').cpu_count()} cores",
-        "command": f"python scripts/bench_gate.py --rounds {args.rounds}",
+        "command": command,
         "decision_latency_p50_ms": pct(all_lat, 50),
         "decision_latency_p95_ms": pct(all_lat, 95),
         "decision_latency_max_ms": pct(all_lat, 100),
@@ -139,11 +160,13 @@ def main() -> int:
                 "n": len(lat(v)),
                 "detector_calls_mean": calls(v),
             }
-            for v in ("zone_idle", "every_frame")
+            for v in VARIANTS
         },
         "detector_calls_zone_idle_over_every_frame": round(
             calls("zone_idle") / max(1.0, calls("every_frame")), 3
-        ),
+        )
+        if set(args.variants) == set(VARIANTS)
+        else None,  # one variant alone: no ratio
         "gate_lists": {"allow": lists["lists"]["allow"], "deny": lists["lists"]["deny"]},
         "truth_plates": sorted(want),
         "runs": runs,

@@ -14,6 +14,7 @@ Writes ``bench/results/plate_engines.json``: per input kind and engine the media
 p95 ms per image and candidates per image, and ``ms_ratio_yolo_over_ppocr``.
 
     python scripts/bench_plate_engines.py --frames 60
+    python scripts/bench_plate_engines.py --frames 4 --photos 3 --out /tmp/pe.json  # smoke
 """
 
 from __future__ import annotations
@@ -79,9 +80,14 @@ def measure(engines: dict[str, Proposer], images: list[np.ndarray]) -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=60, help="demo video frames to time")
+    ap.add_argument(
+        "--photos", type=int, default=None, help="only the first N photos (default: all)"
+    )
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/plate_engines.json")
     args = ap.parse_args(argv)
+    if args.photos is not None and args.photos < 1:
+        ap.error(f"--photos must be at least 1, got {args.photos}")
     vdir = REPO / "model_repository/plate_detector/1"
     det = vdir / "ppocr_det.onnx"
     engines: dict[str, Proposer] = {
@@ -93,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     inputs = {"frames": video_frames(args.frames)}
     if PHOTOS.is_dir():
-        inputs["photos"] = [cv2.imread(str(p)) for p in sorted(PHOTOS.glob("*.jpg"))]
+        paths = sorted(PHOTOS.glob("*.jpg"))[: args.photos]
+        inputs["photos"] = [cv2.imread(str(p)) for p in paths]
     result: dict = {
-        "command": f"python scripts/bench_plate_engines.py --frames {args.frames}",
+        "command": f"python scripts/bench_plate_engines.py --frames {args.frames}"
+        + (f" --photos {args.photos}" if args.photos is not None else ""),
         "machine": f"{os.cpu_count()} CPU cores, onnxruntime intra-op threads {args.threads}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -5,7 +5,8 @@ perf_analyzer does not run on this machine (its glibc is too old), so this scrip
 
 1. starts its own ``tritonserver`` on free ports (``ensemble.ops.server_process.start_triton``,
    ``--model-control-mode=explicit``, all models of ``model_repository/`` loaded), waits for
-   ``/v2/health/ready`` and always stops it at the end; or, with ``--url host:port`` (gRPC),
+   ``/v2/health/ready`` and always stops it at the end; or, with ``--url host:port`` (gRPC;
+   alias ``--triton-url``),
    uses a server that is already running (without model control there, batching on/off and
    the delay sweep are skipped and the report says so);
 2. measures the in-process ceiling while the server is idle: ``VehicleDetector.detect`` and
@@ -131,7 +132,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--url", help="gRPC host:port of a running server (default: start one)")
+    p.add_argument(
+        "--url",
+        "--triton-url",
+        dest="url",
+        help="gRPC host:port of a running server (default: start one)",
+    )
     p.add_argument("--duration", type=float, help="measured seconds per point (default 8)")
     p.add_argument("--warmup", type=float, help="warm-up seconds per point (default 2)")
     p.add_argument("--concurrency", type=_int_list, help="levels, e.g. 1,2,4,8,16 (default)")

@@ -10,6 +10,12 @@ RSS of every process (Triton with its backend stubs), Redis key count and memory
 client's queue depths, drops, reads and events (from its Prometheus endpoint). Writes
 bench/results/soak.json and bench/results/soak.png, and checks that memory levels off,
 keys stay bounded, and every frame is accounted for (processed or counted as dropped).
+
+Smoke run (one camera for half a minute, the server of the caller; ``--triton-pid`` is
+whose memory ``rss_server_mb`` measures, 0 without it)::
+
+    python scripts/soak.py --cameras 1 --minutes 0.5 --interval 5 \
+        --triton-url localhost:8001 --triton-pid PID --out /tmp/soak.json
 """
 
 from __future__ import annotations
@@ -126,13 +132,20 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--interval", type=float, default=10.0)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak.json")
+    ap.add_argument("--triton-url", help="gRPC host:port of a running server (default: start one)")
+    ap.add_argument("--triton-pid", type=int, help="with --triton-url: that server's process id")
     args = ap.parse_args()
+    if args.triton_pid is not None and not args.triton_url:
+        ap.error("--triton-pid goes with --triton-url")
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     video, truth_path = generate(work, font="hershey", width=960, height=540)
     truth = json.loads(truth_path.read_text())
     redis_proc, redis_url = start_redis(work)
-    server = start_triton(REPO / "model_repository", work / "tritonserver.log")
-    _, ports = config(work, video, server.grpc_url, redis_url, args.cameras)
+    log = work / "tritonserver.log"
+    server = None if args.triton_url else start_triton(REPO / "model_repository", log)
+    server_pid = server.proc.pid if server else args.triton_pid
+    triton_url = args.triton_url or (server.grpc_url if server else "")
+    _, ports = config(work, video, triton_url, redis_url, args.cameras)
     edge = str(Path(sys.executable).parent / "edge-client")
     logs = [(work / f"edge{i + 1}.log").open("w") for i in range(args.cameras)]
     clients = [
@@ -151,7 +164,7 @@ def main() -> int:
             info = r.info("memory")
             s = {
                 "t": round(time.monotonic() - t0, 1),
-                "rss_server_mb": round(tree_rss_mb(server.proc.pid), 1),
+                "rss_server_mb": round(tree_rss_mb(server_pid), 1) if server_pid else 0.0,
                 "rss_clients_mb": round(sum(tree_rss_mb(c.pid) for c in clients), 1),
                 "rss_per_client_mb": [round(tree_rss_mb(c.pid), 1) for c in clients],
                 "redis_keys": int(r.dbsize()), "redis_mb": round(info["used_memory"] / 2**20, 2),
@@ -175,7 +188,8 @@ def main() -> int:
                 c.wait(30)
             except subprocess.TimeoutExpired:
                 c.kill()
-        server.stop()
+        if server is not None:
+            server.stop()
         if redis_proc:
             redis_proc.terminate()
         for f in logs:

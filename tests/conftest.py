@@ -73,6 +73,8 @@ PARAM_MARKS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 # Tests that start a service themselves: "<file>::<function>" -> markers.
 TEST_MARKS: dict[str, tuple[str, ...]] = {
+    "test_bench_smoke.py::test_bench_gate_smoke": ("redis",),
+    "test_bench_smoke.py::test_soak_smoke": ("redis",),
     "test_cache.py::test_helper_restart_same_port": ("redis",),
     "test_faults.py::test_tritonserver_killed_and_restarted": ("server", "redis"),
     "test_faults.py::test_redis_stopped_and_restarted": ("redis",),
