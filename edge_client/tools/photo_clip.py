@@ -3,9 +3,10 @@
 Each labelled photo (OpenALPR benchmark format, ``edge_client.tools.evaluate.load_labels``)
 is shown for ``frames_per_photo`` frames of a ``width`` x ``height`` video, fitted into
 the frame and slowly zooming toward its plate (a vehicle approaching a gate camera),
-followed by ``gap`` empty frames (the lane empties between vehicles). The truth file has
-the demo video's shape (``plates``: text, first and last frame), so the same scoring
-applies. Photos stay where they are: only the rendered clip is written, to ``out_dir``.
+followed by ``gap`` empty frames (the lane empties between vehicles; 1 s by default,
+longer than a tracker keeps a lost track, so consecutive photos never continue one track).
+The truth file has the demo video's shape (``plates``: text, first and last frame), so the
+same scoring applies. Photos stay where they are: only the rendered clip is written, to ``out_dir``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def photo_clip(
     *,
     limit: int | None = None,
     frames_per_photo: int = 18,
-    gap: int = 6,
+    gap: int = 15,
     width: int = 1280,
     height: int = 720,
     fps: float = 15,
