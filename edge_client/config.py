@@ -283,6 +283,21 @@ class Camera(Strict):
     sinks: list[Sink] = Field(default_factory=list, description="where events go (besides the log)")
     decoder: Literal["auto", "nvdec", "cpu"] = Field("auto", description="video decoder")
     loop: bool = Field(False, description="restart a file source at its end (soak tests)")
+    rtsp_open_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="an RTSP camera that has not delivered a stream within this many seconds "
+        "of connecting is given up and retried with backoff (a stalled camera that accepts "
+        "the connection and sends nothing included)",
+    )
+    rtsp_read_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="an RTSP stream that delivers no packet for this many seconds is dropped "
+        "and reopened (a stall in the middle of a stream); too low and a slow link drops",
+    )
     crops: Crops = Field(default_factory=Crops, description="crop margins and read encoding")
     runtime: Runtime = Field(default_factory=Runtime, description="loop queues and periods")
 

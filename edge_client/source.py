@@ -10,6 +10,13 @@ Contracts: ``Source`` (what the camera loop drives: ``start``/``stop``, ``live``
 and says whether a restart may resume). ``source_kind`` tells a camera's ``source:`` string
 apart (file, RTSP, HTTP, V4L2 device); ``OPENERS`` picks how each kind is opened.
 ``VideoSourceFactory`` is the real factory (OpenCV/FFmpeg for every kind).
+
+Failures are reported through ``SourceStats``, never only in the log: ``open_error`` says
+why the last open failed (``file_problem`` names a missing / empty / unreadable file, else
+it is not a video). A file that cannot be opened ends the source with ``open_error`` set;
+a live source retries with backoff and clears it once it is open again. RTSP opens and
+reads are bounded by ``StreamTimeouts`` (OpenCV's open/read timeouts plus FFmpeg 5's
+``timeout`` socket option, which replaced the removed ``stimeout``).
 """
 
 from __future__ import annotations
@@ -62,6 +69,14 @@ def is_live(source: str) -> bool:
     return source_kind(source) is not SourceKind.FILE
 
 
+def shown(source: str) -> str:
+    """``source`` fit for logs and messages: credentials in rtsp://user:pass@host hidden."""
+    if "@" in source and "://" in source:
+        scheme, rest = source.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return source
+
+
 def nvidia_gpu_present() -> bool:
     return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia/version").exists()
 
@@ -88,27 +103,84 @@ class SourceStats:
     dropped: int = 0  # queue full (live sources only)
     reconnects: int = 0
     errors: int = 0
+    open_error: str | None = None  # why the last open failed; None while open / never tried
 
 
-def _open_rtsp(source: str) -> cv2.VideoCapture:
-    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|stimeout;5000000")
-    return cv2.VideoCapture(source, cv2.CAP_FFMPEG)
+@dataclass(frozen=True)
+class StreamTimeouts:
+    """Bounds on a live stream: connecting + first packets, and each read after that."""
+
+    open_s: float = 5.0
+    read_s: float = 5.0
+
+    def capture_params(self) -> list[int]:
+        """``cv2.VideoCapture`` params: OpenCV's own open/read deadlines (its default: 30 s)."""
+        return [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, round(self.open_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC, round(self.read_s * 1000),
+        ]  # fmt: skip
+
+    def ffmpeg_options(self) -> str:
+        """``OPENCV_FFMPEG_CAPTURE_OPTIONS`` for RTSP: TCP, socket I/O timeout in µs (FFmpeg 5)."""
+        return f"rtsp_transport;tcp|timeout;{round(self.read_s * 1_000_000)}"
 
 
-def _open_device(source: str) -> cv2.VideoCapture:
+NOT_A_VIDEO = "not a video (FFmpeg cannot open it)"
+
+
+def file_problem(source: str) -> str | None:
+    """Why a file source cannot be read, judged without decoding: missing, empty, ..."""
+    path = Path(source)
+    if not path.exists():
+        return "file does not exist"
+    if not path.is_file():
+        return "not a regular file"
+    if path.stat().st_size == 0:
+        return "file is empty (0 bytes)"
+    if not os.access(path, os.R_OK):
+        return "file is not readable (permission denied)"
+    return None
+
+
+def probe_file(source: str) -> str | None:
+    """Why a file source cannot be opened (``file_problem``, else not a video), or None."""
+    problem = file_problem(source)
+    if problem is not None:
+        return problem
+    cap = cv2.VideoCapture(source)
+    try:
+        return None if cap.isOpened() else NOT_A_VIDEO
+    finally:
+        cap.release()
+
+
+_FFMPEG_OPTIONS_LOCK = threading.Lock()  # the options are read from the environment at open
+
+
+def _open_rtsp(source: str, timeouts: StreamTimeouts) -> cv2.VideoCapture:
+    with _FFMPEG_OPTIONS_LOCK:  # set per capture: cameras may differ
+        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = timeouts.ffmpeg_options()
+        return cv2.VideoCapture(source, cv2.CAP_FFMPEG, timeouts.capture_params())
+
+
+def _open_file(source: str, _timeouts: StreamTimeouts) -> cv2.VideoCapture:
+    return cv2.VideoCapture(source)
+
+
+def _open_device(source: str, _timeouts: StreamTimeouts) -> cv2.VideoCapture:
     return cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source)
 
 
-OPENERS: dict[SourceKind, Callable[[str], cv2.VideoCapture]] = {
-    SourceKind.FILE: cv2.VideoCapture,
+OPENERS: dict[SourceKind, Callable[[str, StreamTimeouts], cv2.VideoCapture]] = {
+    SourceKind.FILE: _open_file,
     SourceKind.RTSP: _open_rtsp,
-    SourceKind.HTTP: cv2.VideoCapture,
+    SourceKind.HTTP: _open_file,
     SourceKind.V4L2: _open_device,
 }
 
 
-def _open_capture(source: str) -> cv2.VideoCapture:
-    return OPENERS[source_kind(source)](source)
+def _open_capture(source: str, timeouts: StreamTimeouts) -> cv2.VideoCapture:
+    return OPENERS[source_kind(source)](source, timeouts)
 
 
 class Source(Protocol):
@@ -154,6 +226,7 @@ class VideoSource:
         realtime: bool | None = None,
         backoff: Backoff = RECONNECT,
         max_reconnects: int | None = None,
+        timeouts: StreamTimeouts = StreamTimeouts(),
     ) -> None:
         self.camera, self.source, self.out = camera, source, out
         self.process_every, self.max_fps = process_every, max_fps
@@ -161,6 +234,7 @@ class VideoSource:
         self.live = is_live(source)
         self.realtime = self.live if realtime is None else realtime
         self.backoff, self.max_reconnects = backoff, max_reconnects
+        self.timeouts = timeouts
         self.stats = SourceStats()
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"source-{camera}", daemon=True)
@@ -176,11 +250,7 @@ class VideoSource:
         self.stop_event.set()
 
     def _shown(self) -> str:
-        s = self.source
-        if "@" in s and "://" in s:  # hide credentials in rtsp://user:pass@host
-            scheme, rest = s.split("://", 1)
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return s
+        return shown(self.source)
 
     def _put(self, frame: Frame | None) -> None:
         if frame is None or not self.realtime:
@@ -201,13 +271,21 @@ class VideoSource:
         attempts = 0
         try:
             while not self.stop_event.is_set():
-                cap = _open_capture(self.source)
+                cap = _open_capture(self.source, self.timeouts)
                 if not cap.isOpened():
+                    cap.release()
                     self.stats.errors += 1
                     if not self.live:
-                        log.error("camera %s: cannot open %s", self.camera, self._shown())
+                        self.stats.open_error = file_problem(self.source) or NOT_A_VIDEO
+                        log.error(
+                            "camera %s: cannot open %s: %s",
+                            self.camera, self._shown(), self.stats.open_error,
+                        )  # fmt: skip
                         break
                     attempts += 1
+                    self.stats.open_error = (
+                        f"no stream within {self.timeouts.open_s:g}s ({attempts} attempts)"
+                    )
                     if self.max_reconnects is not None and attempts > self.max_reconnects:
                         log.error(
                             "camera %s: giving up after %d attempts", self.camera, attempts - 1
@@ -219,6 +297,7 @@ class VideoSource:
                     )
                     self.stop_event.wait(delay)
                     continue
+                self.stats.open_error = None
                 if attempts:
                     self.stats.reconnects += 1
                     log.info("camera %s: reconnected", self.camera)
@@ -272,6 +351,7 @@ class VideoSourceFactory:
     process_every: int = 1
     max_fps: float | None = None
     loop: bool = False
+    timeouts: StreamTimeouts = StreamTimeouts()
 
     @property
     def kind(self) -> SourceKind:
@@ -284,5 +364,5 @@ class VideoSourceFactory:
     def __call__(self, camera: str, out: queue.Queue[Frame | None], start_frame: int) -> Source:
         return VideoSource(
             camera, self.url, out, process_every=self.process_every, max_fps=self.max_fps,
-            start_frame=start_frame, loop=self.loop,
+            start_frame=start_frame, loop=self.loop, timeouts=self.timeouts,
         )  # fmt: skip

@@ -17,14 +17,30 @@ from edge_client.config import ConfigError, EdgeConfig, load_config
 from edge_client.metrics import Metrics
 from edge_client.pipeline import CameraPipeline, PipelineStats, Stages, mode_for
 from edge_client.reader import ReadWorker
-from edge_client.source import VideoSourceFactory, select_decoder
+from edge_client.source import (
+    SourceKind,
+    StreamTimeouts,
+    VideoSourceFactory,
+    probe_file,
+    select_decoder,
+    shown,
+    source_kind,
+)
 from edge_client.state.cache import TrackCache
 from edge_client.state.resume import ResumeState
 from edge_client.triton_client import AlprClient, TritonEndpoint
 from ensemble.contracts import COCO_VEHICLE_CLASSES
 
 log = logging.getLogger("ovr_alpr.edge")
-EXIT_CONFIG, EXIT_TRITON = 2, 3
+# exit statuses: 0 done (file ended / stopped by a signal), 2 bad configuration or camera id,
+# 3 Triton unreachable, 4 the source cannot be opened (a file; a live camera keeps retrying)
+EXIT_CONFIG, EXIT_TRITON, EXIT_SOURCE = 2, 3, 4
+
+
+def source_failed(camera: str, source: str, reason: str) -> int:
+    """Say on stderr which source failed and why; the exit status for it."""
+    print(f"edge-client: camera {camera}: cannot open {shown(source)}: {reason}", file=sys.stderr)
+    return EXIT_SOURCE
 
 
 def wait_for_triton(urls: list[str], timeout_s: float) -> str | None:
@@ -92,8 +108,9 @@ def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Me
     sinks = build_sinks(cam.sinks, camera=camera_id, redis_client=raw, output_dir=cfg.output_dir)
     resume = ResumeState(raw, camera_id, cam.source, cfg.redis.track_ttl_s)
     source = VideoSourceFactory(
-        cam.source, process_every=cam.process_every, max_fps=cam.max_fps, loop=cam.loop
-    )
+        cam.source, process_every=cam.process_every, max_fps=cam.max_fps, loop=cam.loop,
+        timeouts=StreamTimeouts(cam.rtsp_open_timeout_s, cam.rtsp_read_timeout_s),
+    )  # fmt: skip
     stages = Stages(
         detector=mode.detector(det_client), tracker=tracker, worker=worker.start(),
         cache=cache, sinks=sinks, resume=resume, source=source, formats=formats,
@@ -125,6 +142,10 @@ def run(args: argparse.Namespace) -> int:
             "camera %s: NVDEC is available but this build decodes on the CPU (the NVDEC "
             "source is not implemented yet)", args.camera,
         )  # fmt: skip
+    if source_kind(cam.source) is SourceKind.FILE:  # before waiting for Triton: fail fast
+        problem = probe_file(cam.source)
+        if problem is not None:
+            return source_failed(args.camera, cam.source, problem)
     url = wait_for_triton(cfg.triton.urls, args.wait_triton)
     if url is None:
         print(
@@ -152,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stats: PipelineStats = pipeline.run(stop)
+    source_error = pipeline.source.stats.open_error if pipeline.source is not None else None
     fps = pipeline.fps()
     edge.worker.stop()
     edge.sinks.close()
@@ -167,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
             "camera": args.camera,
             "read_requests": edge.worker.requests,
             "sinks": edge.sinks.stats(),
+            "source_error": source_error,
         }
         summary.pop("started", None)
         args.summary.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
         "suppressed", args.camera, stats.frames, fps, stats.tracks, stats.reads,
         stats.events, stats.duplicates,
     )  # fmt: skip
+    if source_error is not None and not stop.is_set():
+        return source_failed(args.camera, cam.source, source_error)
     return 0
 
 

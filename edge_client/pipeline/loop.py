@@ -77,6 +77,7 @@ class CameraPipeline:
         self._last_cursor = 0.0
         self._last_frame = 0
         self._hb = (now, 0)  # last heartbeat (time, frames) for a recent fps
+        self.source: Source | None = None  # the running source (its stats: open_error)
 
     # --- main loop ---------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> PipelineStats:
@@ -86,7 +87,7 @@ class CameraPipeline:
         start = st.resume.load_cursor() if st.source.resumable else 0
         if start:
             log.info("camera %s: resuming at frame %d", self.id, start)
-        source = st.source(self.id, self.frames, start).start()
+        source = self.source = st.source(self.id, self.frames, start).start()
         held: Frame | None = None  # a file frame waiting for the detector to come back
         try:
             while not stop.is_set():
