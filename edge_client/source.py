@@ -103,6 +103,7 @@ class SourceStats:
     dropped: int = 0  # queue full (live sources only)
     reconnects: int = 0
     errors: int = 0
+    lost: int = 0  # a live stream that ended or stalled past the read timeout (then reopened)
     open_error: str | None = None  # why the last open failed; None while open / never tried
 
 
@@ -303,14 +304,16 @@ class VideoSource:
                     log.info("camera %s: reconnected", self.camera)
                 attempts, delays = 0, self.backoff.delays()
                 ended = self._read_all(cap)
+                lost = self.live and not self.stop_event.is_set()
+                if lost:  # counted before release: closing a stalled stream takes a timeout
+                    self.stats.lost += 1
+                    log.warning("camera %s: stream lost, reconnecting", self.camera)
                 cap.release()
                 if ended and not self.live and not self.loop:
                     break
                 if ended and self.loop:
                     self.start_frame = 0  # timestamps and indices keep increasing
                     continue
-                if self.live and not self.stop_event.is_set():
-                    log.warning("camera %s: stream lost, reconnecting", self.camera)
         finally:
             self._put(END)
 
@@ -325,8 +328,13 @@ class VideoSource:
         min_gap = 1.0 / self.max_fps if self.max_fps else 0.0
         last_media = -1e9
         while not self.stop_event.is_set():
+            t0 = time.monotonic()
             ok, image = cap.read()
-            if not ok or image is None:
+            stalled = self.live and time.monotonic() - t0 >= self.timeouts.read_s
+            if stalled:  # FFmpeg's read timed out; the decoder would hand out the frames it
+                # still holds, one per timeout: drop the stream now instead of after each
+                log.warning("camera %s: no frame for %.1fs", self.camera, self.timeouts.read_s)
+            if stalled or not ok or image is None:
                 self.time_offset += index / fps
                 self.index_offset += index
                 return True

@@ -80,6 +80,7 @@ TEST_MARKS: dict[str, tuple[str, ...]] = {
     "test_faults.py::test_redis_stopped_and_restarted": ("redis",),
     "test_faults.py::test_rtsp_source_disappears_and_comes_back": ("rtsp", "redis"),
     "test_gate_e2e.py::test_demo_video_through_gate_dashboard": ("browser",),
+    "test_ingest.py::test_mid_stream_stall_is_caught_by_read_timeout": ("rtsp",),
     "test_gate_service.py::test_consumer_decides_publishes_mqtt_and_stores": ("mqtt",),
     "test_gate_two_cameras.py::test_plate_and_overview_cameras_make_one_record": ("redis",),
     "test_security.py::test_access_key_required_except_health": ("server",),

@@ -5,6 +5,7 @@ accepted, nothing sent) fails within the configured open timeout and is retried.
 from __future__ import annotations
 
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -204,3 +205,62 @@ def test_stalled_rtsp_fails_within_open_timeout_then_reconnects(silent: SilentSe
         src.stop()
     src.thread.join(OPEN_TIMEOUT_S + 5)  # an open in progress is bounded too
     assert not src.thread.is_alive()
+
+
+# --- a stall in the middle of a stream (real RTSP server, stopped with SIGSTOP) ----------
+READ_TIMEOUT_S = 2.0
+
+
+@pytest.fixture
+def rtsp_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    from test_faults import _rtsp_available, start_rtsp
+
+    from ensemble.ops.server_process import free_port
+
+    reason = _rtsp_available()
+    if reason:
+        pytest.skip(reason)
+    video = tmp_path / "test264.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         "testsrc=size=320x240:rate=15", "-t", "60", "-c:v", "libx264", "-preset",
+         "ultrafast", "-g", "15", "-pix_fmt", "yuv420p", str(video)], check=True, timeout=120,
+    )  # fmt: skip
+    port = free_port()
+    proc = start_rtsp(video, port, tmp_path / "rtsp.log")
+    yield proc, f"rtsp://127.0.0.1:{port}/demo"
+    proc.send_signal(signal.SIGCONT)
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def test_mid_stream_stall_is_caught_by_read_timeout(
+    rtsp_server: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    proc, url = rtsp_server
+    timeouts = StreamTimeouts(OPEN_TIMEOUT_S, READ_TIMEOUT_S)
+    q: queue.Queue = queue.Queue(1000)
+    src = VideoSource("c", url, q, timeouts=timeouts, backoff=Backoff(0.2, 0.5))
+    src.start()
+    try:
+        assert wait_until(lambda: src.stats.decoded >= 10, 30), "no frames from the server"
+        proc.send_signal(signal.SIGSTOP)  # connection open, nothing sent any more
+        t0 = time.monotonic()
+        # the read gives up after the read timeout (before: OpenCV's 30 s default)
+        assert wait_until(lambda: src.stats.lost >= 1, READ_TIMEOUT_S + 10)
+        elapsed = time.monotonic() - t0
+        assert elapsed < READ_TIMEOUT_S + 1.0, f"stall caught after {elapsed:.1f}s"
+        # reopening the frozen server fails (open timeout), then backoff and retries
+        assert wait_until(lambda: src.stats.errors >= 1, 4 * (READ_TIMEOUT_S + OPEN_TIMEOUT_S))
+        assert src.stats.open_error is not None
+        decoded = src.stats.decoded
+        proc.send_signal(signal.SIGCONT)  # the camera is back: reconnect and decode again
+        assert wait_until(lambda: src.stats.reconnects >= 1, 30)
+        assert wait_until(lambda: src.stats.decoded > decoded + 5, 30)
+        assert src.stats.open_error is None
+    finally:
+        src.stop()
+        proc.send_signal(signal.SIGCONT)
