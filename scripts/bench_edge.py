@@ -29,12 +29,10 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,7 +54,7 @@ from edge_client.triton_client import AlprClient  # noqa: E402
 from ensemble.contracts import PLATE_LOCATOR  # noqa: E402
 from ensemble.engines import VehicleDetector  # noqa: E402
 from ensemble.image_io import encode_jpeg  # noqa: E402
-from ensemble.ops.server_process import start_triton  # noqa: E402
+from ensemble.ops.server_process import inference_counts, start_triton  # noqa: E402
 from ensemble.preprocess import letterbox  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "data" / "openalpr-eu"
@@ -184,26 +182,6 @@ def per_frame(client: AlprClient, video_frames: list[np.ndarray], truth: list[st
     }  # fmt: skip
 
 
-def locator_counts(metrics_url: str) -> tuple[int, int]:
-    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-
-    def value(metric: str) -> int:
-        m = re.search(rf'^{metric}{{[^}}]*model="{PLATE_LOCATOR}"[^}}]*}} (\S+)$', text, re.M)
-        return int(float(m.group(1))) if m else 0
-
-    return value("nv_inference_count"), value("nv_inference_exec_count")
-
-
-def settled_counts(metrics_url: str, expected_min: int) -> tuple[int, int]:
-    """Triton publishes its counters asynchronously: wait until they cover the run."""
-    deadline = time.monotonic() + 10
-    while True:
-        counts = locator_counts(metrics_url)
-        if counts[0] >= expected_min or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.2)
-
-
 def many_cameras(
     work: Path, video: Path, urls: tuple[str, str, str], counts: list[int], truth: list[str]
 ) -> dict[str, Any]:
@@ -212,10 +190,10 @@ def many_cameras(
     for n in counts:
         config = camera_config(work, f"cams{n}", video, triton_url, redis_url,
                                finder="locator", cameras=n)  # fmt: skip
-        before = locator_counts(metrics_url)
+        before = inference_counts(metrics_url, PLATE_LOCATOR)
         runs = run_cameras(config, n)
         detected = sum(r["frames"] - r["idle_skipped"] for r in runs)
-        after = settled_counts(metrics_url, before[0] + detected)
+        after = inference_counts(metrics_url, PLATE_LOCATOR, at_least=before[0] + detected)
         inferences, executions = after[0] - before[0], after[1] - before[1]
         out[str(n)] = {
             "aggregate_fps": sum(r["fps"] for r in runs),

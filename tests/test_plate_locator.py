@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -20,7 +18,7 @@ from tritonclient.utils import InferenceServerException
 from alpr_common.geometry import iou
 from edge_client.triton_client import AlprClient
 from ensemble.contracts import BOXES, COUNT, IMAGE, LOCATOR_SIZE, PLATE_LOCATOR, SOURCE_SIZE
-from ensemble.ops.server_process import TritonProcess
+from ensemble.ops.server_process import TritonProcess, inference_counts
 from ensemble.preprocess import letterbox
 
 pytestmark = pytest.mark.server
@@ -140,17 +138,6 @@ def test_bad_tensors_are_refused_and_the_server_keeps_serving(
     assert _infer(triton.grpc_url, GOOD, np.array([[480, 640]], np.int32)).tolist() == [[0]]
 
 
-def _locator_counts(metrics_url: str) -> tuple[int, int]:
-    """(inferences, executions) of plate_locator from Triton's Prometheus metrics."""
-    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-
-    def value(metric: str) -> int:
-        m = re.search(rf'^{metric}{{[^}}]*model="{PLATE_LOCATOR}"[^}}]*}} (\S+)$', text, re.M)
-        return int(float(m.group(1))) if m else 0
-
-    return value("nv_inference_count"), value("nv_inference_exec_count")
-
-
 def test_frames_of_two_cameras_are_batched_together(
     triton: TritonProcess, demo_frame: np.ndarray
 ) -> None:
@@ -159,7 +146,7 @@ def test_frames_of_two_cameras_are_batched_together(
     execution, so executions < inferences for plate_locator."""
     side = LOCATOR_SIZE
     frames = [transformed(demo_frame, (720, 1280), 1.0, (40 * k, 0))[0] for k in range(2)]
-    before = _locator_counts(triton.metrics_url)
+    before = inference_counts(triton.metrics_url, PLATE_LOCATOR)
     done = threading.Semaphore(0)
     errors: list[object] = []
     clients = [grpcclient.InferenceServerClient(triton.grpc_url) for _ in frames]
@@ -186,13 +173,8 @@ def test_frames_of_two_cameras_are_batched_together(
         for client in clients:
             client.close()
     assert not errors, errors
-    deadline = time.monotonic() + 10  # Triton publishes its counters asynchronously
-    while True:
-        after = _locator_counts(triton.metrics_url)
-        inferences, executions = after[0] - before[0], after[1] - before[1]
-        if inferences >= 24 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+    after = inference_counts(triton.metrics_url, PLATE_LOCATOR, at_least=before[0] + 24)
+    inferences, executions = after[0] - before[0], after[1] - before[1]
     assert inferences == 24
     assert executions < inferences, (inferences, executions)
 

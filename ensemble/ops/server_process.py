@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -126,3 +127,24 @@ def tree_rss_mb(pid: int) -> float:
         except OSError:
             continue
     return total / 1024
+
+
+def inference_counts(
+    metrics_url: str, model: str, *, at_least: int = 0, timeout_s: float = 10.0
+) -> tuple[int, int]:
+    """``model``'s (inferences, executions) from Triton's Prometheus endpoint
+    (``nv_inference_count``, ``nv_inference_exec_count``; their ratio is the average
+    batch). Triton publishes them asynchronously: with ``at_least``, poll until the
+    inference count reaches it or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+        found = []
+        for metric in ("nv_inference_count", "nv_inference_exec_count"):
+            pattern = rf'^{metric}{{[^}}]*model="{re.escape(model)}"[^}}]*}} (\S+)$'
+            m = re.search(pattern, text, re.M)
+            found.append(int(float(m.group(1))) if m else 0)
+        counts = (found[0], found[1])
+        if counts[0] >= at_least or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
