@@ -12,9 +12,7 @@ import cv2
 import numpy as np
 
 from .config import Thresholds
-from .contracts import Read, TrackedBox, TrackStatus
-
-Box = tuple[float, float, float, float]
+from .contracts import Box, Read, TrackedBox, TrackStatus
 
 
 def sharpness(image: np.ndarray) -> float:

@@ -158,7 +158,8 @@ def _bytes_of(value: Any, name: str) -> bytes:
 
 # ---------------------------------------------------------------------------------------
 class VehicleDetectorService:
-    """IMAGE uint8 [B, 640, 640, 3] RGB (+ SOURCE_SIZE int32 [B, 2] h,w) -> boxes."""
+    """IMAGE uint8 [B, S, S, 3] letterboxed RGB (S: the config's dims; + SOURCE_SIZE int32
+    [B, 2] h,w) -> boxes in source pixels."""
 
     def __init__(self, detector: VehicleDetector) -> None:
         self.detector = detector
