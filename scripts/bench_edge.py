@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from demo import start_redis  # noqa: E402
 
 from alpr_common.plate_text import normalize  # noqa: E402
+from edge_client.config import Crops  # noqa: E402
 from edge_client.tools.demo_video import demo_edge_config, generate  # noqa: E402
 from edge_client.tools.photo_clip import photo_clip  # noqa: E402
 from edge_client.trackbook import crop_box  # noqa: E402
@@ -57,6 +58,7 @@ from ensemble.image_io import encode_jpeg  # noqa: E402
 from ensemble.ops.server_process import inference_counts, start_triton  # noqa: E402
 from ensemble.preprocess import letterbox  # noqa: E402
 
+CROPS = Crops()  # the plates camera's crop defaults, as edge-client reads them
 PHOTOS = REPO.parent / "shared" / "data" / "openalpr-eu"
 
 
@@ -166,7 +168,12 @@ def per_frame(client: AlprClient, video_frames: list[np.ndarray], truth: list[st
     t0 = time.perf_counter()
     for image in video_frames:
         (found,) = client.locate_plates([image])
-        crops = [encode_jpeg(crop_box(image, tuple(map(float, b)), 0.12), 85) for b in found.boxes]
+        crops = [
+            encode_jpeg(
+                crop_box(image, tuple(map(float, b)), CROPS.plate_margin), CROPS.jpeg_quality
+            )
+            for b in found.boxes
+        ]
         for start in range(0, len(crops), 8):
             batch = crops[start : start + 8]
             ocr += len(batch)
