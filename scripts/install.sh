@@ -16,7 +16,7 @@ PY
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # The development environment holds every process: edge client, gate, server, tests.
 # (A deployment installs one extra: `pip install ".[edge]"`, `".[gate]"` or `".[server]"`.)
-"$VENV/bin/python" -m pip install -q -e ".[edge,gate,server,dev]"
+"$VENV/bin/python" -m pip install -q -e ".[edge,gate,server,api,dev]"
 # The `bundled-triton` extra (same pin as pyproject.toml), without its Python deps: only
 # the tritonserver binary inside the wheel is used.
 "$VENV/bin/python" -m pip install -q --no-deps "nvidia-pytriton==0.7.0"
