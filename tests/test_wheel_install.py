@@ -78,7 +78,7 @@ def test_install_script_pins_the_bundled_triton_of_pyproject() -> None:
     (pin,) = PYPROJECT["project"]["optional-dependencies"]["bundled-triton"]
     script = (REPO / "scripts" / "install.sh").read_text()
     assert f'--no-deps "{pin}"' in script
-    assert '-e ".[edge,gate,server,dev]"' in script
+    assert '-e ".[edge,gate,server,api,dev]"' in script
 
 
 # --- checkout files: explicit path, $OVR_ALPR_ROOT, current directory ----------------------
