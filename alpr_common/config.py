@@ -7,9 +7,9 @@ these.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .yaml_file import read_yaml
 
@@ -38,17 +38,146 @@ class RedisStreamSink(Strict):
     )
 
 
-class WebhookSink(Strict):
+HTTP_TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$"  # an HTTP header name (RFC 9110 token)
+ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+class HttpHeader(Strict):
+    """One extra request header: a literal `value` or, for credentials, `value_env` (the
+    environment variable holding it). Values are never logged."""
+
+    name: str = Field(pattern=HTTP_TOKEN, description="header name, e.g. `X-Api-Key`")
+    value: str | None = Field(
+        None, repr=False, pattern=r"^[^\r\n\x00]*$", description="literal value"
+    )
+    value_env: str | None = Field(
+        None, pattern=ENV_VAR, description="environment variable holding the value"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> HttpHeader:
+        if (self.value is None) == (self.value_env is None):
+            raise ValueError(f"header {self.name}: give exactly one of value or value_env")
+        return self
+
+
+class EventImageOptions(Strict):
+    """An image sent with each event (a mix-in of the sink configs that can carry one).
+    ``IMAGE_ENCODINGS`` lists the encodings the sink supports."""
+
+    IMAGE_ENCODINGS: ClassVar[tuple[str, ...]] = ("base64", "url")
+
+    image: Literal["none", "plate", "vehicle", "frame"] = Field(
+        "none",
+        description="which image goes with an event: the plate crop, the vehicle crop, the "
+        "whole frame, or none; an event without that image is sent without one "
+        "(counted as image_missing)",
+    )
+    image_encoding: Literal["base64", "multipart", "url"] = Field(
+        "base64",
+        description="base64: `image: {kind, content_type, data}` in the JSON; multipart: "
+        "multipart/form-data with a `json` and an `upload` part (webhook only); url: "
+        "`image_url`, an expiring signed link to the edge's crop server",
+    )
+    image_max_bytes: int = Field(
+        200_000,
+        ge=1_024,
+        le=10_000_000,
+        description="a larger JPEG is re-encoded smaller, or left out (image_too_large); "
+        "not applied to url",
+    )
+    image_url_base: str | None = Field(
+        None,
+        pattern=r"^https?://[^?#\s]+$",
+        description="url: the crop server as receivers reach it, e.g. `http://edge1:8765`",
+    )
+    image_url_secret_env: str | None = Field(
+        None,
+        pattern=ENV_VAR,
+        description="url: environment variable with the link-signing secret (the crop server's)",
+    )
+    image_url_ttl_s: int = Field(
+        86_400, ge=60, le=30 * 86_400, description="url: how long a link stays valid"
+    )
+
+    @model_validator(mode="after")
+    def _image_rules(self) -> EventImageOptions:
+        if self.image == "none":
+            return self
+        if self.image_encoding not in self.IMAGE_ENCODINGS:
+            raise ValueError(
+                f"image_encoding {self.image_encoding} is not supported by this sink "
+                f"(one of: {', '.join(self.IMAGE_ENCODINGS)})"
+            )
+        if self.image_encoding == "url" and not (self.image_url_base and self.image_url_secret_env):
+            raise ValueError("image_encoding url needs image_url_base and image_url_secret_env")
+        return self
+
+
+class WebhookSink(EventImageOptions):
+    """An HTTP POST per event, through a durable outbox (see ``alpr_common.sinks.webhook``)."""
+
+    IMAGE_ENCODINGS: ClassVar[tuple[str, ...]] = ("base64", "multipart", "url")
+
     type: Literal["webhook"] = "webhook"
     url: str = Field(
         pattern=r"^https?://", description="HTTP(S) endpoint receiving a POST per event"
     )
     timeout_s: float = Field(5.0, gt=0, le=60, description="per-attempt timeout")
-    max_retries: int = Field(5, ge=0, le=20, description="retries with exponential backoff")
-    backoff_s: float = Field(0.5, gt=0, le=30, description="first retry delay; doubles each time")
-    queue_size: int = Field(
-        1000, ge=1, le=100_000, description="events buffered while the endpoint is down"
+    max_retries: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000,
+        description="retries (429, 5xx, network errors) before an event is given up and "
+        "dead-lettered; null: retry until delivered",
     )
+    backoff_s: float = Field(0.5, gt=0, le=30, description="first retry delay; doubles each time")
+    max_backoff_s: float = Field(
+        30.0, gt=0, le=3600, description="longest wait between retries (Retry-After included)"
+    )
+    queue_size: int = Field(
+        1000, ge=1, le=1_000_000, description="events held while the endpoint is down"
+    )
+    max_age_s: float | None = Field(
+        None,
+        gt=0,
+        description="an event still undelivered this long after it was emitted is "
+        "dead-lettered instead of sent (e.g. a barrier controller); null: no limit",
+    )
+    outbox_path: str = Field(
+        "outbox/webhook-{camera}-{url}.sqlite3",
+        min_length=1,
+        description="SQLite outbox (relative to output_dir; {camera} and {url}, a hash of the "
+        "URL, are replaced); `:memory:` keeps it in memory (lost on restart)",
+    )
+    headers: list[HttpHeader] = Field(
+        default_factory=list, description="extra request headers (e.g. `x-api-key`)"
+    )
+    secret_env: str | None = Field(
+        None,
+        pattern=ENV_VAR,
+        description="environment variable with the HMAC-SHA256 signing secret (unset: unsigned)",
+    )
+    signature_header: str = Field(
+        "X-OVR-Signature",
+        pattern=HTTP_TOKEN,
+        description="header carrying `sha256=<hex>` of `<timestamp>.<body>`",
+    )
+    timestamp_header: str = Field(
+        "X-OVR-Timestamp", pattern=HTTP_TOKEN, description="header carrying the signing time"
+    )
+
+    @model_validator(mode="after")
+    def _header_names(self) -> WebhookSink:
+        names = [h.name.lower() for h in self.headers]
+        own = {"content-type", "content-length", "host", "transfer-encoding", "idempotency-key"}
+        own |= {self.signature_header.lower(), self.timestamp_header.lower()}
+        bad = sorted({n for n in names if n in own or names.count(n) > 1})
+        if bad:
+            raise ValueError(f"headers: duplicate or reserved header name(s): {', '.join(bad)}")
+        if self.signature_header.lower() == self.timestamp_header.lower():
+            raise ValueError("signature_header and timestamp_header must differ")
+        return self
 
 
 class MqttSink(Strict):

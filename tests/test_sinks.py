@@ -24,13 +24,12 @@ import redis
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import TypeAdapter
 
-from alpr_common.config import JsonlSink, MqttSink, RedisStreamSink, Sink, WebhookSink
+from alpr_common.config import JsonlSink, MqttSink, RedisStreamSink, Sink
 from alpr_common.sinks import (
     JsonlWriter,
     MqttPublisher,
     RedisStreamWriter,
     SinkSet,
-    WebhookPoster,
     build_sink,
     build_sinks,
     mqtt_topic,
@@ -268,7 +267,7 @@ def test_build_redis_sink_needs_client(tmp_path: Path) -> None:
         build_sink(RedisStreamSink(), camera="cam1", output_dir=tmp_path)
 
 
-# --- webhook ----------------------------------------------------------------------------
+# --- webhook receiver (also used by test_gate_service; the sink's tests: test_webhook.py) ---
 @dataclass
 class Hook:
     """A scripted local endpoint: answers the next status in ``script`` (then 200)."""
@@ -334,109 +333,6 @@ def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
         yield h
     finally:
         h.stop()
-
-
-def poster(url: str, **kw: Any) -> WebhookPoster:
-    opts: dict[str, Any] = {"timeout_s": 2.0, "max_retries": 5, "backoff_s": 0.01}
-    opts.update(kw)
-    return WebhookPoster(url, **opts)
-
-
-def test_webhook_delivers(hook: Hook, tmp_path: Path) -> None:
-    sink = build_sink(WebhookSink(url=hook.url, backoff_s=0.01), camera="cam1", output_dir=tmp_path)
-    assert isinstance(sink, WebhookPoster)
-    events = [make_event(i) for i in range(3)]
-    for e in events:
-        sink.emit(e)
-    sink.close()
-    assert hook.bodies == [e.to_json() for e in events]
-    assert hook.headers[0]["Content-Type"] == "application/json"
-    assert sink.stats() == {"delivered": 3, "failed": 0, "dropped": 0, "retries": 0, "queued": 0}
-
-
-def test_webhook_retries_5xx_then_delivers_once(hook: Hook) -> None:
-    hook.script = [500, 503, 200]
-    sink = poster(hook.url)
-    sink.emit(make_event(1))
-    sink.close()
-    assert hook.statuses == [500, 503, 200]
-    assert hook.bodies == [make_event(1).to_json()]
-    assert sink.stats()["delivered"] == 1 and sink.stats()["retries"] == 2
-
-
-def test_webhook_retries_429(hook: Hook) -> None:
-    hook.script = [429]
-    sink = poster(hook.url)
-    sink.emit(make_event(1))
-    sink.close()
-    assert hook.statuses == [429, 200] and sink.stats()["delivered"] == 1
-
-
-def test_webhook_4xx_not_retried(hook: Hook) -> None:
-    hook.script = [400, 404]
-    sink = poster(hook.url)
-    sink.emit(make_event(1))
-    sink.emit(make_event(2))
-    sink.emit(make_event(3))
-    sink.close()
-    assert hook.statuses == [400, 404, 200]
-    assert sink.stats() == {"delivered": 1, "failed": 2, "dropped": 0, "retries": 0, "queued": 0}
-
-
-def test_webhook_gives_up_after_max_retries(hook: Hook) -> None:
-    hook.script = [500] * 10
-    sink = poster(hook.url, max_retries=2)
-    sink.emit(make_event(1))
-    sink.close()
-    assert hook.statuses == [500, 500, 500]
-    assert sink.stats()["failed"] == 1 and sink.stats()["retries"] == 2
-
-
-def test_webhook_endpoint_down_then_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("http_proxy", raising=False)
-    port = free_port()
-    sink = poster(f"http://127.0.0.1:{port}/events", max_retries=20, backoff_s=0.02)
-    sink.emit(make_event(1))
-    assert wait_until(lambda: sink.stats()["retries"] >= 2)
-    h = Hook()
-    h.start(port)
-    try:
-        assert wait_until(lambda: sink.stats()["delivered"] == 1)
-        sink.close()
-        assert h.bodies == [make_event(1).to_json()]
-        assert sink.stats()["failed"] == 0
-    finally:
-        h.stop()
-
-
-def test_webhook_full_queue_drops_without_blocking(hook: Hook) -> None:
-    hook.gate.clear()  # the endpoint hangs until released
-    sink = poster(hook.url, queue_size=5)
-    sink.emit(make_event(0))
-    assert hook.entered.wait(5)  # the worker is now stuck in the first POST
-    t0 = time.perf_counter()
-    for i in range(1, 101):
-        sink.emit(make_event(i))
-    elapsed = time.perf_counter() - t0
-    assert sink.stats()["dropped"] == 95 and sink.stats()["queued"] == 5
-    assert elapsed < 0.25  # ~1 ms in practice; generous for a loaded CI machine
-    hook.gate.set()
-    sink.close()
-    assert sink.stats() == {"delivered": 6, "failed": 0, "dropped": 95, "retries": 0, "queued": 0}
-    assert [b["event_id"] for b in hook.bodies] == [f"evt-{i:04d}" for i in range(6)]
-
-
-def test_webhook_close_deadline_drops_rest() -> None:
-    sink = poster(f"http://127.0.0.1:{free_port()}/x", max_retries=20, backoff_s=0.05)
-    for i in range(10):
-        sink.emit(make_event(i))
-    t0 = time.monotonic()
-    sink.close(timeout_s=0.3)
-    assert time.monotonic() - t0 < 1.5
-    stats = sink.stats()
-    assert stats["delivered"] == 0 and stats["dropped"] == 10 and stats["queued"] == 0
-    sink.emit(make_event(11))  # after close: counted, not raised
-    assert sink.stats()["dropped"] == 11
 
 
 # --- MQTT -------------------------------------------------------------------------------
