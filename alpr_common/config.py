@@ -180,14 +180,89 @@ class WebhookSink(EventImageOptions):
         return self
 
 
+class MqttTls(Strict):
+    """TLS to the broker. The broker's certificate chain is always verified (against
+    ``ca_file``, or the system's CAs when it is unset)."""
+
+    ca_file: Path | None = Field(
+        None, description="PEM CA certificate(s) the broker's certificate must chain to"
+    )
+    cert_file: Path | None = Field(
+        None, description="PEM client certificate, for brokers that require one"
+    )
+    key_file: Path | None = Field(None, description="PEM private key of `cert_file`")
+    insecure: bool = Field(
+        False,
+        description="skip the check that the certificate names `host` (the chain is still "
+        "verified); for tests and IP-addressed brokers only",
+    )
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> MqttTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls: cert_file and key_file go together")
+        return self
+
+
+class MqttDiscovery(Strict):
+    """Home Assistant MQTT discovery for this sink's camera or gate: one HA device with its
+    entities, announced (retained) under ``prefix`` on every connection."""
+
+    prefix: str = Field(
+        "homeassistant",
+        pattern=r"^[^#+\x00]+$",
+        description="HA's discovery prefix (its MQTT integration setting)",
+    )
+    role: Literal["camera", "gate"] = Field(
+        "camera",
+        description="camera: last-plate sensor + crop image; gate: decision sensor + "
+        "authorised-vehicle-present binary sensor (the gate service sets `gate` itself)",
+    )
+    node_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="discovery node id and device identifier; default `ovr_alpr_<id>`",
+    )
+    name: str | None = Field(
+        None, max_length=100, description="device name in HA; default `ALPR camera <id>`"
+    )
+    state_topic: str = Field(
+        "ovr-alpr/{camera}",
+        min_length=1,
+        description="base of the entities' retained state topics; {camera}/{gate} is replaced",
+    )
+    max_image_bytes: int = Field(
+        512 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="camera: a plate crop JPEG larger than this is not published",
+    )
+    present_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=86_400,
+        description="gate: the present sensor turns OFF this long after the last allow",
+    )
+
+
 class MqttSink(Strict):
     type: Literal["mqtt"] = "mqtt"
     host: str = Field("localhost", description="broker host")
-    port: int = Field(1883, ge=1, le=65535)
+    port: int = Field(1883, ge=1, le=65535, description="broker port (TLS: usually 8883)")
     topic: str = Field("alpr/{camera}/plate", description="topic template; {camera} is replaced")
     qos: Literal[0, 1, 2] = 1
     username_env: str | None = Field(None, description="environment variable holding the user")
     password_env: str | None = Field(None, description="environment variable holding the password")
+    tls: MqttTls | None = Field(None, description="connect with TLS (absent: plain TCP)")
+    availability_topic: str | None = Field(
+        None,
+        description="retained `online`/`offline` status of this client ({camera} replaced); "
+        "`offline` is the broker's last will, sent when the client dies. Default: none, or "
+        "`<discovery.state_topic>/availability` with discovery",
+    )
+    discovery: MqttDiscovery | None = Field(
+        None, description="Home Assistant MQTT discovery (absent: off)"
+    )
 
 
 Sink = Annotated[JsonlSink | RedisStreamSink | WebhookSink | MqttSink, Field(discriminator="type")]

@@ -52,12 +52,16 @@ STALE_AFTER_S = 10.0  # a camera heartbeat older than this shows as stale
 def _for_gate(cfg: Any) -> Any:
     """A gate's sinks are built with the gate id as their ``camera``, so ``{gate}`` in any
     template (MQTT topic, file path, stream name) is the sinks' own ``{camera}`` and gets
-    the same sanitised substitution."""
+    the same sanitised substitution. An MQTT sink's Home Assistant discovery announces a
+    gate (decision and vehicle-present entities), not a camera."""
     update = {
         name: type(value)(str(value).replace("{gate}", "{camera}"))
         for name, value in cfg
         if isinstance(value, str | Path) and "{gate}" in str(value)
     }
+    discovery = getattr(cfg, "discovery", None)
+    if discovery is not None and discovery.role != "gate":
+        update["discovery"] = discovery.model_copy(update={"role": "gate"})
     return cfg.model_copy(update=update) if update else cfg
 
 
