@@ -7,7 +7,12 @@
 - the serving runtime (``ensemble`` outside ``ensemble/ops``) imports neither the ops
   tooling nor the edge or the gate;
 - the edge runtime does not import the demo / evaluation tooling (``edge_client/tools``),
-  except the CLI that runs that tooling.
+  except the CLI that runs that tooling;
+- ``alpr_api`` (the HTTP API process) imports from ``edge_client`` only its contracts, its
+  Triton client, its plate post-processing and the photo path of ``alpr-evaluate``
+  (``edge_client.tools.evaluate``: the API reads a photo as the evaluator does), from
+  ``ensemble`` no ops tooling, and nothing of the gate or training; no package imports
+  ``alpr_api``.
 """
 
 from __future__ import annotations
@@ -56,6 +61,18 @@ def _top(mod: str) -> str:
     return mod.split(".")[0]
 
 
+API_FROM_EDGE = ("edge_client.contracts", "edge_client.triton_client", "edge_client.plates",
+                 "edge_client.tools.evaluate")  # fmt: skip
+
+
+def _api_may_import(mod: str) -> bool:
+    if _top(mod) in {"gate", "training"} or mod.startswith("ensemble.ops"):
+        return False
+    return _top(mod) != "edge_client" or any(
+        mod == m or mod.startswith(m + ".") for m in API_FROM_EDGE
+    )
+
+
 RULES = [
     ("edge_client", lambda m: _top(m) != "gate", ()),
     (
@@ -76,6 +93,11 @@ RULES = [
         lambda m: not m.startswith("edge_client.tools"),
         ("edge_client/tools", "edge_client/cli/evaluate.py"),
     ),
+    ("alpr_api", _api_may_import, ()),
+    *[
+        (folder, lambda m: _top(m) != "alpr_api", ())
+        for folder in ("alpr_common", "edge_client", "ensemble", "gate", "training")
+    ],
 ]
 
 
