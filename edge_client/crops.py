@@ -4,7 +4,9 @@
 that becomes a path component goes through ``safe_name`` (only ``[A-Za-z0-9_.-]``, no
 leading dot, so ``..`` or ``/`` can never escape the crops folder), the image is
 downscaled so its long side is at most ``max_side`` and the file is written atomically
-(temporary file in the same folder, then ``os.replace``) so readers never see half a JPEG.
+(temporary file in the same folder, then ``os.replace``: ``write_atomic``) so readers never
+see half a JPEG. ``folder`` puts the crops under another top folder of ``output_dir`` (the
+unread-crop store, ``edge_client.unread``, uses it).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def save_crop(
     quality: int = 85,
     *,
     timestamp: float | None = None,
+    folder: str = "crops",
 ) -> Path:
     """Write ``image_bgr`` as a small JPEG and return its path.
 
@@ -63,10 +66,17 @@ def save_crop(
     data = encode_jpeg(_downscale(image, max_side), quality=max(1, min(100, int(quality))))
 
     when = datetime.fromtimestamp(time.time() if timestamp is None else timestamp, tz=UTC)
-    folder = Path(output_dir) / "crops" / safe_name(camera) / when.strftime("%Y-%m-%d")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{safe_name(event_id)}.jpg"
-    tmp = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    day = Path(output_dir) / safe_name(folder) / safe_name(camera) / when.strftime("%Y-%m-%d")
+    day.mkdir(parents=True, exist_ok=True)
+    path = day / f"{safe_name(event_id)}.jpg"
+    write_atomic(path, data)
+    return path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a hidden temporary file in the same folder and
+    ``os.replace``; on any error the temporary file is removed and the error propagates."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         with tmp.open("wb") as f:
             f.write(data)
@@ -74,4 +84,3 @@ def save_crop(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
