@@ -37,6 +37,8 @@ class Frame:
     index: int  # frame number in the source (0-based, counts skipped frames too)
     timestamp: float  # seconds (wall clock for live sources, media time for files)
     image: np.ndarray
+    corrupt: bool = False  # decoded with concealed errors: tracked, never read from
+    read_image: np.ndarray | None = None  # the matched main-stream frame (two streams)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_serializer
 
 from alpr_common.geometry import Box  # x1, y1, x2, y2 in frame pixels
 
-SCHEMA_VERSION = 3  # 1: plate fields only; 2: + kind, reported_at, color, direction, dwell_s
+SCHEMA_VERSION = 4  # 1: plate fields only; 2: + kind, reported_at, color, direction, dwell_s;
+# 3: + schema_version; 4: + images
+
+
+class ImageKind(StrEnum):
+    PLATE = "plate"  # the plate crop read (plates mode)
+    VEHICLE = "vehicle"  # the vehicle crop (vehicles mode)
+    FRAME = "frame"  # the whole frame of the best crop (`crops.save_frame`)
 
 
 class Direction(StrEnum):
@@ -87,6 +94,13 @@ class _CameraEvent(BaseModel):
     votes: int = Field(0, ge=0, description="reads agreeing with the winner")
     crop_path: str | None = Field(
         None, description="JPEG crop under `output_dir/crops/{camera}/{date}/`, or null"
+    )
+    images: dict[ImageKind, str] = Field(
+        default_factory=dict,
+        description=(
+            "local JPEGs saved with the event, by kind (`plate`, `vehicle`, `frame`); a sink "
+            "with `image:` attaches one (base64, multipart or a signed URL)"
+        ),
     )
     extra: dict[str, Any] = Field(
         default_factory=dict, description="free-form additions (a sink or plugin may add keys)"
@@ -191,7 +205,8 @@ def _type_name(annotation: Any) -> str:
     text = str(annotation) if not isinstance(annotation, type) else annotation.__name__
     for long, short in (
         ("typing.", ""), ("edge_client.events.", ""), ("tuple[float, float, float, float]", "box"),
-        ("dict[str, Any]", "object"), ("str", "string"), ("float", "number"), ("int", "integer"),
+        ("dict[str, Any]", "object"), ("dict[ImageKind, str]", "object"), ("str", "string"),
+        ("float", "number"), ("int", "integer"),
         ("Direction", "`entry`\\|`exit`"), (" | None", " \\| null"),
     ):  # fmt: skip
         text = text.replace(long, short)

@@ -8,61 +8,71 @@ File sources are not real time, so they wait for the consumer instead of droppin
 Contracts: ``Source`` (what the camera loop drives: ``start``/``stop``, ``live``,
 ``stats``) and ``SourceFactory`` (what the loop is given: it opens the source at a frame
 and says whether a restart may resume). ``source_kind`` tells a camera's ``source:`` string
-apart (file, RTSP, HTTP, V4L2 device); ``OPENERS`` picks how each kind is opened.
-``VideoSourceFactory`` is the real factory (OpenCV/FFmpeg for every kind).
+apart (file, RTSP, HTTP, V4L2 device). ``VideoSourceFactory`` is the real factory; it
+decodes with the camera's CPU backend (``edge_client.decoders``: PyAV or OpenCV), and
+``edge_client.streams`` pairs two of them (detect on the sub-stream, read on the main one).
 
 Failures are reported through ``SourceStats``, never only in the log: ``open_error`` says
 why the last open failed (``file_problem`` names a missing / empty / unreadable file, else
 it is not a video). A file that cannot be opened ends the source with ``open_error`` set;
 a live source retries with backoff and clears it once it is open again. RTSP opens and
 reads are bounded by ``StreamTimeouts`` (OpenCV's open/read timeouts plus FFmpeg 5's
-``timeout`` socket option, which replaced the removed ``stimeout``).
+``timeout`` socket option, which replaced the removed ``stimeout``; PyAV's open/read
+deadlines). Corrupt data is counted in ``SourceStats.decode`` (PyAV) and decoding goes on.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-
-import cv2
 
 from alpr_common.backoff import Backoff
 
 from .contracts import Frame
+from .decoders import (
+    DECODERS,
+    Capture,
+    Decoder,
+    DecodeStats,
+    SourceKind,
+    StreamTimeouts,
+    file_problem,
+    source_kind,
+)
+
+__all__ = [
+    "END",
+    "NOT_A_VIDEO",
+    "RECONNECT",
+    "Decoder",
+    "Source",
+    "SourceFactory",
+    "SourceKind",
+    "SourceStats",
+    "StreamTimeouts",
+    "VideoSource",
+    "VideoSourceFactory",
+    "file_problem",
+    "is_live",
+    "probe_file",
+    "select_decoder",
+    "shown",
+    "source_kind",
+]
 
 log = logging.getLogger("ovr_alpr.source")
 
 
 END = None  # sentinel put on the queue when a finite source ends
 RECONNECT = Backoff(first=0.5, cap=30.0)  # a live source's reopen delays
-
-
-class SourceKind(StrEnum):
-    FILE = "file"  # a video file: not real time, resumable
-    RTSP = "rtsp"  # rtsp:// or rtsps:// camera stream
-    HTTP = "http"  # http(s):// stream (MJPEG, HLS)
-    V4L2 = "v4l2"  # /dev/videoN or a device number
-
-
-def source_kind(source: str) -> SourceKind:
-    """Which kind of source a camera's ``source:`` string names."""
-    s = source.lower()
-    if s.startswith(("rtsp://", "rtsps://")):
-        return SourceKind.RTSP
-    if s.startswith(("http://", "https://")):
-        return SourceKind.HTTP
-    if s.startswith("/dev/video") or s.isdigit():
-        return SourceKind.V4L2
-    return SourceKind.FILE
+DEFAULT_TIMEOUTS = StreamTimeouts()
 
 
 def is_live(source: str) -> bool:
@@ -105,83 +115,22 @@ class SourceStats:
     errors: int = 0
     lost: int = 0  # a live stream that ended or stalled past the read timeout (then reopened)
     open_error: str | None = None  # why the last open failed; None while open / never tried
-
-
-@dataclass(frozen=True)
-class StreamTimeouts:
-    """Bounds on a live stream: connecting + first packets, and each read after that."""
-
-    open_s: float = 5.0
-    read_s: float = 5.0
-
-    def capture_params(self) -> list[int]:
-        """``cv2.VideoCapture`` params: OpenCV's own open/read deadlines (its default: 30 s)."""
-        return [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, round(self.open_s * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, round(self.read_s * 1000),
-        ]  # fmt: skip
-
-    def ffmpeg_options(self) -> str:
-        """``OPENCV_FFMPEG_CAPTURE_OPTIONS`` for RTSP: TCP, socket I/O timeout in µs (FFmpeg 5)."""
-        return f"rtsp_transport;tcp|timeout;{round(self.read_s * 1_000_000)}"
+    decode: DecodeStats = field(default_factory=DecodeStats)  # corrupt data skipped/flagged
 
 
 NOT_A_VIDEO = "not a video (FFmpeg cannot open it)"
 
 
-def file_problem(source: str) -> str | None:
-    """Why a file source cannot be read, judged without decoding: missing, empty, ..."""
-    path = Path(source)
-    if not path.exists():
-        return "file does not exist"
-    if not path.is_file():
-        return "not a regular file"
-    if path.stat().st_size == 0:
-        return "file is empty (0 bytes)"
-    if not os.access(path, os.R_OK):
-        return "file is not readable (permission denied)"
-    return None
-
-
-def probe_file(source: str) -> str | None:
+def probe_file(source: str, decoder: Decoder = Decoder.OPENCV) -> str | None:
     """Why a file source cannot be opened (``file_problem``, else not a video), or None."""
     problem = file_problem(source)
     if problem is not None:
         return problem
-    cap = cv2.VideoCapture(source)
-    try:
-        return None if cap.isOpened() else NOT_A_VIDEO
-    finally:
-        cap.release()
-
-
-_FFMPEG_OPTIONS_LOCK = threading.Lock()  # the options are read from the environment at open
-
-
-def _open_rtsp(source: str, timeouts: StreamTimeouts) -> cv2.VideoCapture:
-    with _FFMPEG_OPTIONS_LOCK:  # set per capture: cameras may differ
-        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = timeouts.ffmpeg_options()
-        return cv2.VideoCapture(source, cv2.CAP_FFMPEG, timeouts.capture_params())
-
-
-def _open_file(source: str, _timeouts: StreamTimeouts) -> cv2.VideoCapture:
-    return cv2.VideoCapture(source)
-
-
-def _open_device(source: str, _timeouts: StreamTimeouts) -> cv2.VideoCapture:
-    return cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source)
-
-
-OPENERS: dict[SourceKind, Callable[[str, StreamTimeouts], cv2.VideoCapture]] = {
-    SourceKind.FILE: _open_file,
-    SourceKind.RTSP: _open_rtsp,
-    SourceKind.HTTP: _open_file,
-    SourceKind.V4L2: _open_device,
-}
-
-
-def _open_capture(source: str, timeouts: StreamTimeouts) -> cv2.VideoCapture:
-    return OPENERS[source_kind(source)](source, timeouts)
+    cap = DECODERS[decoder](source, StreamTimeouts())
+    if cap is None:
+        return NOT_A_VIDEO
+    cap.release()
+    return None
 
 
 class Source(Protocol):
@@ -227,9 +176,11 @@ class VideoSource:
         realtime: bool | None = None,
         backoff: Backoff = RECONNECT,
         max_reconnects: int | None = None,
-        timeouts: StreamTimeouts = StreamTimeouts(),
+        timeouts: StreamTimeouts = DEFAULT_TIMEOUTS,
+        decoder: Decoder = Decoder.OPENCV,
     ) -> None:
         self.camera, self.source, self.out = camera, source, out
+        self.decoder = decoder
         self.process_every, self.max_fps = process_every, max_fps
         self.start_frame, self.loop = start_frame, loop
         self.live = is_live(source)
@@ -243,7 +194,7 @@ class VideoSource:
         self.index_offset = 0
 
     def start(self) -> VideoSource:
-        log.info("camera %s: decoding %s on the CPU (OpenCV/FFmpeg)", self.camera, self._shown())
+        log.info("camera %s: decoding %s on the CPU (%s)", self.camera, self._shown(), self.decoder)
         self.thread.start()
         return self
 
@@ -272,9 +223,8 @@ class VideoSource:
         attempts = 0
         try:
             while not self.stop_event.is_set():
-                cap = _open_capture(self.source, self.timeouts)
-                if not cap.isOpened():
-                    cap.release()
+                cap = DECODERS[self.decoder](self.source, self.timeouts)
+                if cap is None:
                     self.stats.errors += 1
                     if not self.live:
                         self.stats.open_error = file_problem(self.source) or NOT_A_VIDEO
@@ -299,6 +249,7 @@ class VideoSource:
                     self.stop_event.wait(delay)
                     continue
                 self.stats.open_error = None
+                cap.stats = self.stats.decode  # counted across reconnects
                 if attempts:
                     self.stats.reconnects += 1
                     log.info("camera %s: reconnected", self.camera)
@@ -317,24 +268,22 @@ class VideoSource:
         finally:
             self._put(END)
 
-    def _read_all(self, cap: cv2.VideoCapture) -> bool:
+    def _read_all(self, cap: Capture) -> bool:
         """Read until the stream ends (True) or stop is requested (False)."""
-        fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        fps = fps if 1.0 <= fps <= 240.0 else 25.0
+        fps = cap.fps
         index = 0
         if not self.live and self.start_frame > 0:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, self.start_frame)
-            index = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
+            index = cap.seek_frame(self.start_frame)
         min_gap = 1.0 / self.max_fps if self.max_fps else 0.0
         last_media = -1e9
         while not self.stop_event.is_set():
             t0 = time.monotonic()
-            ok, image = cap.read()
+            decoded = cap.read()
             stalled = self.live and time.monotonic() - t0 >= self.timeouts.read_s
             if stalled:  # FFmpeg's read timed out; the decoder would hand out the frames it
                 # still holds, one per timeout: drop the stream now instead of after each
                 log.warning("camera %s: no frame for %.1fs", self.camera, self.timeouts.read_s)
-            if stalled or not ok or image is None:
+            if stalled or decoded is None:
                 self.time_offset += index / fps
                 self.index_offset += index
                 return True
@@ -344,7 +293,12 @@ class VideoSource:
             selected = index % self.process_every == 0 and (media_t - last_media) >= min_gap - 1e-9
             if selected:
                 last_media = media_t
-                self._put(Frame(self.camera, self.index_offset + index, timestamp, image))
+                self._put(
+                    Frame(
+                        self.camera, self.index_offset + index, timestamp, decoded.image,
+                        corrupt=decoded.corrupt,
+                    )
+                )  # fmt: skip
             else:
                 self.stats.skipped += 1
             index += 1
@@ -359,7 +313,8 @@ class VideoSourceFactory:
     process_every: int = 1
     max_fps: float | None = None
     loop: bool = False
-    timeouts: StreamTimeouts = StreamTimeouts()
+    timeouts: StreamTimeouts = DEFAULT_TIMEOUTS
+    decoder: Decoder = Decoder.OPENCV
 
     @property
     def kind(self) -> SourceKind:
@@ -372,5 +327,5 @@ class VideoSourceFactory:
     def __call__(self, camera: str, out: queue.Queue[Frame | None], start_frame: int) -> Source:
         return VideoSource(
             camera, self.url, out, process_every=self.process_every, max_fps=self.max_fps,
-            start_frame=start_frame, loop=self.loop, timeouts=self.timeouts,
+            start_frame=start_frame, loop=self.loop, timeouts=self.timeouts, decoder=self.decoder,
         )  # fmt: skip

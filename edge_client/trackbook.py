@@ -73,6 +73,7 @@ class TrackRecord:
     best_crop: np.ndarray | None = None
     best_frame: int = -1
     best_box: Box = (0.0, 0.0, 0.0, 0.0)
+    best_frame_image: np.ndarray | None = None  # the whole frame of the best crop (save_frame)
     quality_at_last_read: float = 0.0
     adopted: bool = False  # matched to a vehicle reported before a restart
     closing: bool = False  # the tracker dropped it; decide as soon as its reads are in
@@ -85,11 +86,18 @@ class TrackRecord:
         self.last_seen, self.last_frame = timestamp, frame
         self.box, self.score, self.age = tb.box, tb.score, tb.age
 
-    def offer_crop(self, crop: np.ndarray, frame: int, box: Box, weight: float = 1.0) -> bool:
+    def offer_crop(
+        self, crop: np.ndarray, frame: int, box: Box, weight: float = 1.0,
+        frame_image: np.ndarray | None = None,
+    ) -> bool:  # fmt: skip
+        """Keep ``crop`` if it beats the best so far (``frame_image``: its whole frame, kept
+        with it when given)."""
         q = weight * crop_quality(box, crop)
         if q > self.best_quality:  # copy only the keeper: the frame buffer is reused
             self.best_quality, self.best_crop = q, crop.copy()
             self.best_frame, self.best_box = frame, box
+            if frame_image is not None:
+                self.best_frame_image = frame_image.copy()
             return True
         return False
 

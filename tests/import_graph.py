@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FIRST_PARTY = ("alpr_common", "edge_client", "ensemble", "gate", "training")
+FIRST_PARTY = ("alpr_common", "alpr_api", "edge_client", "ensemble", "gate", "training")
 PROVIDED = {"triton_python_backend_utils"}  # by Triton's Python backend, not by pip
 
 # Outside the processes' runtime: the demo video's text rendering (Pillow, tests and demos
@@ -48,6 +48,7 @@ PROCESSES: dict[str, list[str]] = {
         "edge_client.cli.evaluate",
     ],
     "gate": package_modules("gate"),
+    "api": package_modules("alpr_api"),
     "server": [*model_py_imports(), *package_modules("ensemble", skip=NOT_RUNTIME)],
 }
 

@@ -22,6 +22,7 @@ from edge_client.cli.edge import EXIT_CONFIG, EXIT_SOURCE, EXIT_TRITON
 from edge_client.config import Camera
 from edge_client.source import (
     NOT_A_VIDEO,
+    Decoder,
     Source,
     StreamTimeouts,
     VideoSource,
@@ -181,9 +182,13 @@ def test_camera_timeouts_configured_and_bounded() -> None:
     assert t.capture_params()[1::2] == [2000, 3500]
 
 
-def test_stalled_rtsp_fails_within_open_timeout_then_reconnects(silent: SilentServer) -> None:
+@pytest.mark.parametrize("decoder", list(Decoder))
+def test_stalled_rtsp_fails_within_open_timeout_then_reconnects(
+    silent: SilentServer, decoder: Decoder
+) -> None:
     factory = VideoSourceFactory(
-        f"rtsp://127.0.0.1:{silent.port}/x", timeouts=StreamTimeouts(OPEN_TIMEOUT_S, 2.0)
+        f"rtsp://127.0.0.1:{silent.port}/x", timeouts=StreamTimeouts(OPEN_TIMEOUT_S, 2.0),
+        decoder=decoder,
     )
     q: queue.Queue = queue.Queue(4)
     t0 = time.monotonic()
@@ -237,16 +242,20 @@ def rtsp_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]
         proc.kill()
 
 
+@pytest.mark.parametrize("decoder", list(Decoder))
 def test_mid_stream_stall_is_caught_by_read_timeout(
-    rtsp_server: tuple[subprocess.Popen[bytes], str],
+    rtsp_server: tuple[subprocess.Popen[bytes], str], decoder: Decoder
 ) -> None:
     proc, url = rtsp_server
     timeouts = StreamTimeouts(OPEN_TIMEOUT_S, READ_TIMEOUT_S)
     q: queue.Queue = queue.Queue(1000)
-    src = VideoSource("c", url, q, timeouts=timeouts, backoff=Backoff(0.2, 0.5))
+    src = VideoSource(
+        "c", url, q, timeouts=timeouts, backoff=Backoff(0.2, 0.5), decoder=decoder
+    )
     src.start()
     try:
         assert wait_until(lambda: src.stats.decoded >= 10, 30), "no frames from the server"
+        errors = src.stats.errors  # failed opens while the server was starting
         proc.send_signal(signal.SIGSTOP)  # connection open, nothing sent any more
         t0 = time.monotonic()
         # the read gives up after the read timeout (before: OpenCV's 30 s default)
@@ -254,7 +263,9 @@ def test_mid_stream_stall_is_caught_by_read_timeout(
         elapsed = time.monotonic() - t0
         assert elapsed < READ_TIMEOUT_S + 1.0, f"stall caught after {elapsed:.1f}s"
         # reopening the frozen server fails (open timeout), then backoff and retries
-        assert wait_until(lambda: src.stats.errors >= 1, 4 * (READ_TIMEOUT_S + OPEN_TIMEOUT_S))
+        assert wait_until(
+            lambda: src.stats.errors > errors, 4 * (READ_TIMEOUT_S + OPEN_TIMEOUT_S)
+        )
         assert src.stats.open_error is not None
         decoded = src.stats.decoded
         proc.send_signal(signal.SIGCONT)  # the camera is back: reconnect and decode again

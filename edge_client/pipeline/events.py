@@ -4,7 +4,7 @@ to the camera event contract, ``edge_client.events.camera_event``."""
 from __future__ import annotations
 
 from edge_client.contracts import PlateResult
-from edge_client.events import EventKind, PlateEvent, VehicleEvent, camera_event
+from edge_client.events import EventKind, ImageKind, PlateEvent, VehicleEvent, camera_event
 from edge_client.trackbook import TrackRecord
 from edge_client.zones.filter import ZoneFields
 
@@ -24,6 +24,7 @@ def track_event(
     zone: ZoneFields,
     color: str | None,
     crop_path: str | None,
+    images: dict[ImageKind, str] | None = None,
     result: PlateResult | None = None,
 ) -> PlateEvent | VehicleEvent:
     """A ``plate`` event with the voted ``result``; without one, the ``vehicle`` event that
@@ -43,6 +44,6 @@ def track_event(
         event_id=event_id, camera=camera, track_id=rec.key, first_seen=rec.first_seen,
         last_seen=rec.last_seen, box=rec.best_box, vehicle_class=rec.label,
         frame=rec.best_frame, latency_ms=1000 * (reported_at - rec.first_wall),
-        crop_path=crop_path, reported_at=reported_at, color=color,
+        crop_path=crop_path, images=images or {}, reported_at=reported_at, color=color,
         direction=zone.direction, dwell_s=zone.dwell_s, **plate,
     )  # fmt: skip
