@@ -1,8 +1,16 @@
-"""Prometheus metrics for the edge client, and the periodic one-line status log."""
+"""Prometheus metrics for the edge client, and the periodic one-line status log.
+
+Besides the per-camera metrics below: ``alpr_build_info{process="edge", version, python}``
+and each camera's sinks as ``alpr_sink_{delivered,failed,dropped}_total{camera, sink}``
+(``alpr_common.metrics``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from alpr_common.metrics import SinkCounters, register_build_info
 
 
 class Metrics:
@@ -11,6 +19,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        register_build_info(r, "edge")
+        self.sinks = SinkCounters("alpr", "camera")
+        r.register(self.sinks)
         self.frames = Counter(
             "alpr_frames_processed_total", "Frames run through detection", ["camera"], registry=r
         )
@@ -57,5 +68,12 @@ class Metrics:
             "alpr_ocr_calls_per_track", "OCR calls per confirmed track", ["camera"], registry=r
         )
 
-    def serve(self, port: int) -> None:
-        start_http_server(port, registry=self.registry)
+    def watch_sinks(self, camera: str, sinks: Any) -> None:
+        """Export ``sinks.stats()`` (a ``SinkSet``) as ``alpr_sink_*_total{camera, sink}``."""
+        self.sinks.watch(camera, sinks)
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> tuple[Any, Any]:
+        """Serve the registry (prometheus_client's server, in a daemon thread); returns
+        ``(server, thread)``: ``server.shutdown()`` stops it."""
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        return server, thread

@@ -1,10 +1,12 @@
 """`alpr-gate [--config config/gate.yaml] [--host H] [--port P]`: the gate service.
 
 Consumes the edge clients' Redis event stream, decides allow / deny / unknown per vehicle,
-publishes decisions (MQTT / webhook / JSONL), keeps the history database, and serves the
-operator dashboard and its API (OpenAPI at /openapi.json).
+publishes decisions (MQTT / webhook / JSONL / Apprise notifications), keeps the history
+database, and serves the operator dashboard, its API (OpenAPI at /openapi.json) and
+Prometheus metrics (/metrics; also on `metrics_port` when set).
 
-Exit codes: 2 invalid configuration, 3 database unreachable. An unreachable Redis is not
+Exit codes: 2 invalid configuration (including a sink that cannot be built: an unset
+credential variable, an invalid Apprise URL), 3 database unreachable. An unreachable Redis is not
 fatal: the dashboard and history stay up and the consumer retries.
 """
 
@@ -62,9 +64,26 @@ def main(argv: list[str] | None = None) -> int:
         cfg.redis.url, password=password, socket_timeout=5, socket_connect_timeout=2,
         decode_responses=True,
     )  # fmt: skip
-    service = GateService(cfg, history, client).start()
-    app = create_app(service)
+    try:
+        service = GateService(cfg, history, client)
+    except ValueError as exc:  # a sink's credential variable unset, an invalid Apprise URL
+        print(f"alpr-gate: {args.config}: {exc}", file=sys.stderr)
+        history.close()
+        client.close()
+        return EXIT_CONFIG
     host, port = args.host or cfg.http.host, args.port or cfg.http.port
+    if cfg.metrics_port:
+        try:
+            service.metrics.serve(cfg.metrics_port, host)
+        except OSError as exc:
+            print(f"alpr-gate: metrics_port {cfg.metrics_port}: {exc}", file=sys.stderr)
+            service.stop()
+            history.close()
+            client.close()
+            return EXIT_CONFIG
+        log.info("gate: metrics on http://%s:%d/metrics", host, cfg.metrics_port)
+    service.start()
+    app = create_app(service)
     log.info("gate: dashboard on http://%s:%d/ (API: /openapi.json)", host, port)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)

@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from alpr_common.config import CAMERA_ID, Redis, Sink, Strict, load_model, parse_model
+from alpr_common.config import (
+    CAMERA_ID,
+    JsonlSink,
+    MqttSink,
+    Redis,
+    RedisStreamSink,
+    Strict,
+    WebhookSink,
+    load_model,
+    parse_model,
+)
 from gate.access import GateLists
+from gate.notify import DEFAULT_BODY, DEFAULT_TITLE, check_template
 
 
 class Database(Strict):
@@ -37,8 +49,88 @@ class Http(Strict):
     port: int = Field(8080, ge=1, le=65535)
     token_env: str | None = Field(
         None,
-        description="environment variable holding a bearer token required for list changes",
+        description="environment variable holding the dashboard token: when set, list "
+        "changes and reads of the history, crops and live feed need `Authorization: Bearer "
+        "<token>` or a login (the token is the login password)",
     )
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="a dashboard login lasts this long"
+    )
+    secure_cookie: bool = Field(
+        False,
+        description="mark the login cookie Secure even when the request arrived over plain "
+        "HTTP (behind a TLS-terminating proxy); requests over HTTPS always get it",
+    )
+    metrics: Literal["open", "token", "off"] = Field(
+        "open",
+        description="/metrics on the dashboard's port: open, behind the token (when "
+        "`token_env` is set), or not served",
+    )
+
+
+DecisionName = Literal["allow", "deny", "unknown"]
+
+
+class AppriseSink(Strict):
+    """Notifications to people through Apprise (Telegram, Pushover, ntfy, e-mail, Slack, ...;
+    https://github.com/caronc/apprise/wiki). Gate only. A decision is sent when it passes
+    every rule given (decisions, labels, cameras)."""
+
+    type: Literal["apprise"] = "apprise"
+    urls: list[str] = Field(
+        default_factory=list,
+        description="Apprise URLs; they embed credentials, so prefer `urls_env`",
+    )
+    urls_env: str | None = Field(
+        None,
+        description="environment variable holding the Apprise URLs (separated by spaces, "
+        "commas or newlines)",
+    )
+    decisions: list[DecisionName] = Field(
+        default_factory=lambda: list[DecisionName](["deny", "unknown"]),
+        min_length=1,
+        description="decisions that notify",
+    )
+    labels: list[str] | None = Field(
+        None,
+        description="only decisions whose list entry carries one of these labels (unknown "
+        "plates match no entry, so they have none); absent: any",
+    )
+    cameras: list[str] | None = Field(None, description="only these plate cameras; absent: any")
+    title: str = Field(
+        DEFAULT_TITLE, max_length=250, description="title template ({plate}, {decision}, ...)"
+    )
+    body: str = Field(
+        DEFAULT_BODY,
+        min_length=1,
+        max_length=4000,
+        description="message template: {plate} {decision} {gate} {camera} {label} {time} "
+        "{matched} {direction} {vehicle_class} {color} {confidence} {latency_ms} {record_id}",
+    )
+    attach_crop: bool = Field(True, description="attach the plate crop when there is one")
+    queue_size: int = Field(
+        100, ge=1, le=10_000, description="notifications waiting to be sent; more are dropped"
+    )
+
+    @field_validator("title", "body")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        return check_template(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> AppriseSink:
+        if bool(self.urls) == bool(self.urls_env):
+            raise ValueError("apprise: give exactly one of `urls` or `urls_env`")
+        for i, url in enumerate(self.urls):
+            if "://" not in url:  # the URL itself is not shown: it may hold a secret
+                raise ValueError(f"apprise: urls[{i}] is not an Apprise URL (scheme://...)")
+        return self
+
+
+GateSink = Annotated[
+    JsonlSink | RedisStreamSink | WebhookSink | MqttSink | AppriseSink,
+    Field(discriminator="type"),
+]
 
 
 class GateDef(Strict):
@@ -56,7 +148,7 @@ class GateDef(Strict):
         description="initial allow/deny lists (seeded into the database once; then managed "
         "in the dashboard)",
     )
-    publish: list[Sink] = Field(
+    publish: list[GateSink] = Field(
         default_factory=list,
         description="where decisions go; `{gate}` in MQTT topics / paths is the gate name",
     )
@@ -69,6 +161,9 @@ class GateConfig(Strict):
     database: Database = Field(default_factory=Database)
     crops_dir: Path = Field(Path("runs/gate/crops"), description="record crops are kept here")
     http: Http = Field(default_factory=Http)
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="also serve /metrics (always open) on this port"
+    )
     gates: dict[str, GateDef] = Field(min_length=1)
 
     @field_validator("gates")

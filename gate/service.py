@@ -6,8 +6,10 @@ a crash or a database outage re-delivers it), merges each gate's plate and overv
 sightings into one ``VehicleRecord`` (``merge.GateMerger``), decides allow / deny /
 unknown against the gate's lists (``gate.access``; lists live in the history
 database and are reloaded when an operator changes them), publishes a ``DecisionEvent``
-to the gate's sinks (MQTT topic for the barrier, webhook, JSONL) and to the live feed of
-the dashboard, and stores the record (``history.History``).
+to the gate's sinks (MQTT topic for the barrier, webhook, JSONL, Apprise notifications
+to people: ``gate.notify``) and to the live feed of the dashboard, and stores the record
+(``history.History``). Decisions, their latency and failures are counted in
+``gate.metrics`` (Prometheus).
 
 Decision latency, first sighting -> decision, is measured on wall clocks: the edge
 client stamps each event with ``reported_at`` and its ``latency_ms`` since the track's
@@ -36,11 +38,13 @@ from alpr_common.sinks import SinkSet, build_sinks
 from edge_client.events import status_key
 from gate.access import Decision, GateLists, decide
 
-from .config import GateConfig
+from .config import AppriseSink, GateConfig
 from .contracts import DecisionEvent, Observation, ObservationKind, VehicleRecord
 from .history import History
 from .live import LiveFeed
 from .merge import GateMerger
+from .metrics import GateMetrics
+from .notify import AppriseNotifier
 
 RETRY = Backoff(first=0.5, cap=10.0)  # Redis / database outages: 0.5, 1, 2, ... 10 s
 
@@ -78,9 +82,11 @@ class GateService:
         output_dir: Path = Path("runs/gate"),
         clock: Callable[[], float] = time.time,
         feed: LiveFeed | None = None,
+        metrics: GateMetrics | None = None,
     ) -> None:
         self.config, self.history, self.redis, self.clock = config, history, redis_client, clock
         self.feed = feed or LiveFeed()
+        self.metrics = metrics or GateMetrics(gates=config.gates)
         self.counts: Counter[str] = Counter()
         self.latencies_ms: list[float] = []  # recent decision latencies (bounded)
         self.mergers = {
@@ -89,13 +95,15 @@ class GateService:
         }
         self.sinks: dict[str, SinkSet] = {
             gid: build_sinks(
-                [_for_gate(s) for s in g.publish],
+                [_for_gate(s) for s in g.publish if not isinstance(s, AppriseSink)],
                 camera=gid,
                 redis_client=redis_client,
                 output_dir=output_dir,
             )
             for gid, g in config.gates.items()
         }
+        self._add_notifiers()
+        self.metrics.watch_sinks(self.sinks)
         self._lists: dict[str, tuple[int, GateLists]] = {}
         self._unsaved: dict[str, VehicleRecord] = {}  # event id -> record its storing failed
         self._retry_records: list[VehicleRecord] = []  # closed records not stored yet
@@ -110,6 +118,20 @@ class GateService:
             if n:
                 log.info("gate %s: seeded %d list entries from the configuration", gid, n)
 
+    def _add_notifiers(self) -> None:
+        """The gate-only ``apprise`` sinks join each gate's set (their templates keep
+        ``{gate}`` as a field, so they bypass ``_for_gate``). On a bad one, every sink built
+        so far is closed and the ``ValueError`` propagates."""
+        try:
+            for gid, g in self.config.gates.items():
+                for cfg in g.publish:
+                    if isinstance(cfg, AppriseSink):
+                        self.sinks[gid].add(AppriseNotifier.from_config(cfg, gate=gid), "apprise")
+        except BaseException:
+            for sinks in self.sinks.values():
+                sinks.close()
+            raise
+
     # --- decisions ---------------------------------------------------------------------
     def lists(self, gate: str) -> GateLists:
         """The gate's current lists, reloaded only when an operator changed them. With the
@@ -119,6 +141,7 @@ class GateService:
             version = self.history.lists_version(gate)
         except Exception as exc:
             self.counts["lists_unavailable"] += 1
+            self.metrics.database_errors.labels("lists").inc()
             log.warning("gate %s: lists unavailable (%s); deciding on the last known", gate, exc)
             return cached[1] if cached else self.config.gates[gate].lists
         if cached is None or cached[0] != version:
@@ -197,6 +220,7 @@ class GateService:
             extra={"distance": result.distance, "source_event": obs.event_id},
         )  # fmt: skip
         self.counts[f"decision_{result.decision.value}"] += 1
+        self.metrics.decided(gate, result.decision.value, now - obs.reported_at, latency_ms / 1e3)
         self.latencies_ms = [*self.latencies_ms[-9_999:], latency_ms]
         lvl = logging.WARNING if result.decision is Decision.DENY else logging.INFO
         log.log(lvl, "gate %s: %s -> %s (%s) in %.0f ms", gate, record.plate,
@@ -318,6 +342,7 @@ class GateService:
                 group_ready = False
                 pending_first = True
                 self.counts["redis_errors"] += 1
+                self.metrics.redis_errors.inc()
                 wait = retry.fail()
                 log.warning("gate: Redis unavailable (%s); retrying in %.1fs", exc, wait)
                 self._stop.wait(wait)
@@ -337,9 +362,11 @@ class GateService:
                 self.handle(event)
             except ValueError as exc:  # malformed: poison, acknowledge and count
                 self.counts["malformed"] += 1
+                self.metrics.malformed.inc()
                 log.warning("gate: dropping malformed event %s: %s", entry_id, exc)
             except Exception as exc:
                 self.counts["storage_errors"] += 1
+                self.metrics.database_errors.labels("store").inc()
                 log.warning("gate: could not handle event %s (%s); will retry", entry_id, exc)
                 return True
             self.redis.xack(self.config.stream, self.config.group, entry_id)
@@ -352,10 +379,12 @@ class GateService:
             try:
                 self.expire()
             except Exception as exc:
+                self.metrics.database_errors.labels("store").inc()
                 log.warning("gate: could not store expired records: %s", exc)
         if now - self._last_purge >= 3600.0:
             self._last_purge = now
             try:
                 self.purge()
             except Exception as exc:
+                self.metrics.database_errors.labels("purge").inc()
                 log.warning("gate: retention purge failed: %s", exc)

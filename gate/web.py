@@ -9,8 +9,15 @@
   service's ``LiveFeed`` by sequence number;
 - ``/api/records`` search over the history database, a record by id, and its crop (only the
   file the record names, only a JPEG);
-- cameras, gates, statistics, and the per-gate allow/deny lists (changes need a bearer
-  token when ``http.token_env`` names a set environment variable; reads stay open).
+- cameras, gates, statistics, and the per-gate allow/deny lists;
+- ``/metrics`` for Prometheus (``http.metrics``: open, behind the token, or off);
+- ``/login`` and ``/logout`` (``gate.auth``).
+
+When ``http.token_env`` names a set environment variable, list changes and reads of the
+history, crops and live feed (personal data) need ``Authorization: Bearer <token>`` or a
+login's session cookie, and ``/`` sends a browser without one to ``/login``. Health,
+cameras, gates, statistics, list reads and the static files stay open. Without a token,
+everything is open.
 
 Every response carries security headers (a ``'self'``-only Content-Security-Policy without
 inline script, ``nosniff``, no framing). FastAPI's ``/docs`` and ``/redoc`` are disabled:
@@ -31,13 +38,19 @@ from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 import anyio
 import anyio.to_thread
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    StreamingResponse,
+)
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,10 +59,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from alpr_common.secrets import secret_from_env
 from gate.access import ListEntry
 
+from .auth import SESSION_COOKIE, login_page, new_session, session_valid
 from .config import GateConfig
 from .contracts import VehicleRecord
 from .history import History, HistoryError, HistoryQuery, StoredEntry
 from .live import LiveFeed, LiveItem
+from .metrics import CONTENT_TYPE_LATEST, GateMetrics
 
 __all__ = ["GateRuntime", "close_live_streams", "create_app"]
 
@@ -83,6 +98,9 @@ SSE_RETRY_MS = 3000
 LONG_POLL_THREADS = 16
 """Long-polls block in ``LiveFeed.wait`` in worker threads of their own, so waiting
 clients never starve the thread pool that serves database requests."""
+
+LOGIN_MAX_BYTES = 4096
+"""A login form's body is refused above this size."""
 
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -328,24 +346,69 @@ def _known_gate(gate: str, request: Request) -> str:
     return gate
 
 
+def _expected_token(request: Request) -> str | None:
+    """The dashboard token (read per request, so a changed variable applies at once);
+    None when none is configured."""
+    env = _runtime(request).config.http.token_env
+    return secret_from_env(env, "dashboard token", required=False)
+
+
+def _authorized(request: Request, creds: HTTPAuthorizationCredentials | None) -> bool:
+    """No token configured, the token as a bearer (compared in constant time), or a valid
+    login session cookie."""
+    expected = _expected_token(request)
+    if not expected:
+        return True
+    # Header values arrive decoded as Latin-1: encode back to the bytes that were sent.
+    given = (creds.credentials if creds is not None else "").encode("latin-1", "replace")
+    if hmac.compare_digest(given, expected.encode()):
+        return True
+    return session_valid(request.cookies.get(SESSION_COOKIE), expected, time.time())
+
+
 def _require_token(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
 ) -> None:
-    """List changes need ``Authorization: Bearer <token>`` when ``http.token_env`` names a
-    set variable (read per request; compared in constant time). Reads need no token."""
-    env = _runtime(request).config.http.token_env
-    expected = secret_from_env(env, "dashboard token", required=False)
-    if not expected:
-        return
-    # Header values arrive decoded as Latin-1: encode back to the bytes that were sent.
-    given = (creds.credentials if creds is not None else "").encode("latin-1", "replace")
-    if not hmac.compare_digest(given, expected.encode()):
+    """List changes need the token (bearer) or a login when ``http.token_env`` names a set
+    variable. (A login's cookie is SameSite=Strict and changes take only JSON, so another
+    site cannot make an operator's browser change lists.)"""
+    if not _authorized(request, creds):
         raise HTTPException(
             401,
             "a valid API token is required to change lists (Authorization: Bearer ...)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+def _require_reader(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> None:
+    """Reads of personal data (history, crops, live feed) need the token or a login when
+    ``http.token_env`` names a set variable."""
+    if not _authorized(request, creds):
+        raise HTTPException(
+            401,
+            "a valid API token (Authorization: Bearer ...) or a login (/login) is required "
+            "to read vehicle data",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def _form_field(request: Request, name: str) -> str | None:
+    """One field of an ``application/x-www-form-urlencoded`` body of at most
+    ``LOGIN_MAX_BYTES``; None when absent. 413/415 for other bodies."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise HTTPException(415, "send the login form (application/x-www-form-urlencoded)")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > LOGIN_MAX_BYTES:
+            raise HTTPException(413, "login form too large")
+    values = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).get(name)
+    return values[0] if values else None
 
 
 # --- the app ------------------------------------------------------------------------------
@@ -403,11 +466,64 @@ def create_app(runtime: GateRuntime) -> FastAPI:
 
     not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}
     invalid: dict[int | str, dict[str, Any]] = {422: {"model": ValidationErrorOut}}
+    unauthorized: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}}
+    reader = [Depends(_require_reader)]
+    found = getattr(runtime, "metrics", None)
+    metrics = found if isinstance(found, GateMetrics) else GateMetrics()
+    http = runtime.config.http
 
     # --- pages ------------------------------------------------------------------------
-    @app.get("/", include_in_schema=False)
-    def dashboard() -> FileResponse:
+    @app.get("/", include_in_schema=False, response_model=None)
+    def dashboard(
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    ) -> FileResponse | RedirectResponse:
+        if not _authorized(request, creds):
+            return RedirectResponse("/login", status_code=303)
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/login", include_in_schema=False, response_model=None)
+    def login_form(request: Request) -> HTMLResponse | RedirectResponse:
+        if not _expected_token(request):
+            return RedirectResponse("/", status_code=303)
+        return HTMLResponse(login_page(), headers={"Cache-Control": "no-store"})
+
+    @app.post("/login", include_in_schema=False, response_model=None)
+    async def login(request: Request) -> HTMLResponse | RedirectResponse:
+        expected = _expected_token(request)
+        if not expected:
+            return RedirectResponse("/", status_code=303)
+        given = await _form_field(request, "password") or ""
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            log.warning("gate web: failed dashboard login from %s",
+                        request.client.host if request.client else "?")  # fmt: skip
+            return HTMLResponse(
+                login_page("Wrong token."), status_code=401, headers={"Cache-Control": "no-store"}
+            )
+        ttl = http.session_hours * 3600
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE, new_session(expected, time.time(), ttl), max_age=int(ttl),
+            path="/", httponly=True, samesite="strict",
+            secure=http.secure_cookie or request.url.scheme == "https",
+        )  # fmt: skip
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout() -> RedirectResponse:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    if http.metrics != "off":
+
+        @app.get(
+            "/metrics",
+            include_in_schema=False,
+            dependencies=reader if http.metrics == "token" else [],
+        )
+        def prometheus() -> Response:
+            return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     # --- site -------------------------------------------------------------------------
     @app.get("/api/health", tags=["site"], summary="Liveness of the web service")
@@ -454,7 +570,8 @@ def create_app(runtime: GateRuntime) -> FastAPI:
         description="Items newer than `after`; waits up to `wait` seconds (at most "
         f"{LONG_POLL_MAX_S:g}) when there are none yet. An `after` beyond the newest item "
         "(a restarted service) starts from the oldest item kept.",
-        responses=invalid,
+        responses={**unauthorized, **invalid},
+        dependencies=reader,
     )
     async def live(
         after: Annotated[int, Query(ge=0, description="last sequence number seen")] = 0,
@@ -486,7 +603,8 @@ def create_app(runtime: GateRuntime) -> FastAPI:
         "reconnect) or `after`; without either, starts with the items the feed still "
         f"holds. A comment is sent every {SSE_HEARTBEAT_S:g} s when idle.",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}, **invalid},
+        responses={200: {"content": {"text/event-stream": {}}}, **unauthorized, **invalid},
+        dependencies=reader,
     )
     async def live_stream(
         request: Request,
@@ -535,7 +653,8 @@ def create_app(runtime: GateRuntime) -> FastAPI:
         summary="Search the vehicle history",
         description="Filters combine with AND; newest first (fuzzy: closest first). "
         "`since`/`until` are ISO-8601 (naive = UTC).",
-        responses=invalid,
+        responses={**unauthorized, **invalid},
+        dependencies=reader,
     )
     def records(q: Annotated[HistoryQuery, Query()]) -> RecordPageOut:
         found = runtime.history.search(q)
@@ -548,7 +667,8 @@ def create_app(runtime: GateRuntime) -> FastAPI:
         "/api/records/{record_id}",
         tags=["records"],
         summary="One vehicle record",
-        responses=not_found,
+        responses={**unauthorized, **not_found},
+        dependencies=reader,
     )
     def record(record_id: str) -> RecordOut:
         r = runtime.history.get(record_id)
@@ -562,7 +682,8 @@ def create_app(runtime: GateRuntime) -> FastAPI:
         summary="A record's crop (JPEG)",
         description="Only the file named by the record, only when it is an existing JPEG.",
         response_class=FileResponse,
-        responses={200: {"content": {"image/jpeg": {}}}, **not_found, **invalid},
+        responses={200: {"content": {"image/jpeg": {}}}, **unauthorized, **not_found, **invalid},
+        dependencies=reader,
     )
     def crop(
         record_id: str,

@@ -1,7 +1,8 @@
 """The gate dashboard's HTTP API (``gate.web``) against a real ``History`` on
 SQLite, a real ``LiveFeed`` and a real two-gate ``GateConfig``: every endpoint's answers
-and errors, crop confinement, the list token, long-poll and server-sent events, the
-OpenAPI document and the security headers."""
+and errors, crop confinement, the list token, reads of vehicle data behind the token or a
+login, ``/metrics``, long-poll and server-sent events, the OpenAPI document and the
+security headers."""
 
 from __future__ import annotations
 
@@ -22,12 +23,20 @@ import pytest
 
 from gate import web
 from gate.access import Decision, ListEntry, decide
+from gate.auth import SESSION_COOKIE, new_session
 from gate.config import GateConfig, parse_gate_config
 from gate.contracts import DecisionEvent, Direction, VehicleRecord
 from gate.history import History, HistoryError
 from gate.live import LiveFeed
 from gate.web import GateRuntime, RecordOut, create_app
-from tests.gate_browser import start_app_server
+from tests.gate_browser import (
+    chrome,
+    chrome_installed,
+    screenshot_on_error,
+    start_app_server,
+    wait_css,
+    wait_for,
+)
 from tests.synth import jpeg, render_plate
 
 with warnings.catch_warnings():  # starlette warns that it prefers httpx2 over httpx
@@ -693,3 +702,257 @@ def test_dashboard_page_is_self_contained(site: Site) -> None:
     assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(", code)
     for text in (html, js, site.client.get("/static/app.css").text):
         assert not re.search(r"https?://", text)  # nothing from the internet
+
+
+# --- vehicle data behind the token or a login (http.token_env set) ----------------------
+SECRET = "s3cret-tøken"
+
+
+def bearer(token: str) -> dict[str, bytes]:
+    return {"Authorization": f"Bearer {token}".encode()}  # httpx: non-ASCII as UTF-8 bytes
+
+
+def session_cookie(value: str) -> dict[str, str]:
+    return {"Cookie": f"{SESSION_COOKIE}={value}"}
+
+
+def log_in(client: TestClient, password: str) -> httpx.Response:
+    r = client.post("/login", data={"password": password}, follow_redirects=False)
+    client.cookies.clear()  # every request below names its credentials itself
+    return r
+
+
+def credentials(kind: str, client: TestClient) -> dict[str, Any]:
+    now = time.time()
+    if kind == "bearer":
+        return bearer(SECRET)
+    if kind == "session":
+        return session_cookie(log_in(client, SECRET).cookies[SESSION_COOKIE])
+    table: dict[str, dict[str, Any]] = {
+        "none": {},
+        "wrong bearer": bearer("s3cret-tøke"),
+        "basic": {"Authorization": b"Basic czNjcmV0"},
+        "expired session": session_cookie(new_session(SECRET, now - 7200, 3600)),
+        "other token's session": session_cookie(new_session("another", now, 3600)),
+        "forged session": session_cookie(f"v1.{int(now) + 3600}.00aa.AAAA"),
+        "garbage cookie": session_cookie("x" * 50),
+    }
+    return table[kind]
+
+
+CREDENTIALS: list[tuple[str, int]] = [
+    ("none", 401),
+    ("bearer", 200),
+    ("wrong bearer", 401),
+    ("basic", 401),
+    ("session", 200),
+    ("expired session", 401),
+    ("other token's session", 401),
+    ("forged session", 401),
+    ("garbage cookie", 401),
+]
+PERSONAL = ["/api/records", "/api/records/r1", "/api/records/r1/crop", "/api/live"]
+
+
+@pytest.mark.parametrize(("kind", "status"), CREDENTIALS, ids=[c[0] for c in CREDENTIALS])
+def test_crops_need_the_token_or_a_login(
+    site: Site, monkeypatch: pytest.MonkeyPatch, kind: str, status: int
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, SECRET)
+    r = site.client.get("/api/records/r1/crop", headers=credentials(kind, site.client))
+    assert r.status_code == status, r.text
+    if status == 401:
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert "/login" in r.json()["detail"]
+    else:
+        assert r.content == site.crops["plate"].read_bytes()
+
+
+@pytest.mark.parametrize("path", PERSONAL)
+@pytest.mark.parametrize(("kind", "status"), [("none", 401), ("bearer", 200), ("session", 200)])
+def test_history_needs_the_token_or_a_login(
+    site: Site, monkeypatch: pytest.MonkeyPatch, path: str, kind: str, status: int
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, SECRET)
+    r = site.client.get(path, headers=credentials(kind, site.client))
+    assert r.status_code == status, r.text
+    if status == 401:
+        assert b"AB123CD" not in r.content
+    elif path.endswith("/crop"):
+        assert r.headers["content-type"] == "image/jpeg"
+    elif path != "/api/live":
+        assert b"AB123CD" in r.content
+
+
+def test_event_stream_needs_the_token(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOKEN_ENV, SECRET)
+    r = site.client.get("/api/live/stream")
+    assert r.status_code == 401 and r.headers["content-type"] == "application/json"
+
+
+OPEN_PATHS = [
+    "/api/health",
+    "/api/cameras",
+    "/api/gates",
+    "/api/stats",
+    "/api/gates/north/lists",
+    "/static/app.js",
+    "/openapi.json",
+    "/metrics",
+    "/login",
+]
+
+
+@pytest.mark.parametrize("path", OPEN_PATHS)
+def test_status_and_shell_stay_open(site: Site, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    monkeypatch.setenv(TOKEN_ENV, SECRET)
+    assert site.client.get(path).status_code == 200
+
+
+def test_browser_login_flow(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOKEN_ENV, SECRET)
+    c = site.client
+    r = c.get("/", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/login")
+    page = c.get("/login")
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'name="password"' in page.text and 'action="/login"' in page.text
+    assert "<script" not in page.text and " style=" not in page.text  # the CSP holds
+    assert "content-security-policy" in page.headers
+
+    wrong = log_in(c, "guess")
+    assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+    assert 'id="login-error"' in wrong.text
+
+    ok = log_in(c, SECRET)
+    assert (ok.status_code, ok.headers["location"]) == (303, "/")
+    cookie = ok.headers["set-cookie"]
+    attrs = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
+    assert {"httponly", "samesite", "max-age", "path"} <= attrs and "secure" not in attrs
+    assert "samesite=strict" in cookie.lower() and "max-age=43200" in cookie.lower()
+    value = ok.cookies[SESSION_COOKIE]
+    dash = c.get("/", headers=session_cookie(value), follow_redirects=False)
+    assert dash.status_code == 200 and 'id="live"' in dash.text
+    # list changes take the login too (SameSite=Strict, JSON only: not forgeable cross-site)
+    add = c.post("/api/gates/north/lists/deny", json={"plate": "ZZ1"},
+                 headers=session_cookie(value))  # fmt: skip
+    assert add.status_code == 201, add.text
+
+    out = c.post("/logout", follow_redirects=False)
+    assert (out.status_code, out.headers["location"]) == (303, "/login")
+    assert re.search(rf'{SESSION_COOKIE}=(""|);', out.headers["set-cookie"])
+    assert "max-age=0" in out.headers["set-cookie"].lower()
+
+    monkeypatch.setenv(TOKEN_ENV, "rotated-token")  # a new token ends every session
+    assert c.get("/api/records", headers=session_cookie(value)).status_code == 401
+
+
+BAD_LOGINS: list[tuple[str, dict[str, Any], int]] = [
+    ("json body", {"json": {"password": SECRET}}, 415),
+    ("no field", {"data": {"user": "x"}}, 401),
+    ("huge form", {"data": {"password": "x" * 5000}}, 413),
+]
+
+
+@pytest.mark.parametrize(("why", "kw", "status"), BAD_LOGINS, ids=[b[0] for b in BAD_LOGINS])
+def test_bad_logins(
+    site: Site, monkeypatch: pytest.MonkeyPatch, why: str, kw: dict[str, Any], status: int
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, SECRET)
+    r = site.client.post("/login", follow_redirects=False, **kw)
+    assert r.status_code == status, r.text
+    assert "set-cookie" not in r.headers
+
+
+def test_without_a_token_login_is_not_needed(site: Site) -> None:
+    assert site.client.get("/", follow_redirects=False).status_code == 200
+    r = site.client.get("/login", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/")
+    assert site.client.get("/api/records/r1/crop").status_code == 200
+
+
+def test_secure_cookie_when_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOKEN_ENV, SECRET)
+    cfg = parse_gate_config({
+        "gates": {"north": {"plate_camera": "cam-n1"}},
+        "http": {"token_env": TOKEN_ENV, "secure_cookie": True, "session_hours": 1},
+    })  # fmt: skip
+    history = History(f"sqlite:///{tmp_path / 'h.db'}")
+    with TestClient(create_app(Runtime(cfg, history))) as client:
+        r = log_in(client, SECRET)
+    history.close()
+    cookie = r.headers["set-cookie"].lower()
+    assert "; secure" in cookie and "max-age=3600" in cookie
+
+
+METRICS_MODES: list[tuple[str, str | None, dict[str, Any], int]] = [
+    ("open", SECRET, {}, 200),
+    ("token", SECRET, {}, 401),
+    ("token", SECRET, bearer(SECRET), 200),
+    ("token", SECRET, bearer("nope"), 401),
+    ("token", None, {}, 200),  # no token configured: open
+    ("off", None, {}, 404),
+]
+
+
+@pytest.mark.parametrize(("mode", "token", "headers", "status"), METRICS_MODES)
+def test_metrics_endpoint_modes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+    token: str | None,
+    headers: dict[str, Any],
+    status: int,
+) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    if token is not None:
+        monkeypatch.setenv(TOKEN_ENV, token)
+    cfg = parse_gate_config({
+        "gates": {"north": {"plate_camera": "cam-n1"}},
+        "http": {"token_env": TOKEN_ENV, "metrics": mode},
+    })  # fmt: skip
+    history = History(f"sqlite:///{tmp_path / 'h.db'}")
+    with TestClient(create_app(Runtime(cfg, history))) as client:
+        r = client.get("/metrics", headers=headers)
+    history.close()
+    assert r.status_code == status, r.text
+    if status == 200:
+        assert r.headers["content-type"].startswith("text/plain")
+        assert 'alpr_build_info{process="gate"' in r.text
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not chrome_installed(), reason="Chromium/ChromeDriver not installed")
+def test_dashboard_in_a_browser_after_login(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real Chromium: the dashboard sends it to the login form; once logged in, the live
+    stream, the history search and its crops work on the session cookie alone."""
+    from selenium.webdriver.common.by import By
+
+    monkeypatch.setenv(TOKEN_ENV, SECRET)
+    url, stop = start_app_server(create_app(site.runtime))
+    driver = chrome()
+    try:
+        with screenshot_on_error(driver, site.crops["plate"].parent / "login-failure.png"):
+            driver.get(url + "/")
+            wait_for(lambda: driver.current_url.endswith("/login"), 10, "the login page")
+            driver.find_element(By.ID, "login-password").send_keys("guess")
+            driver.find_element(By.ID, "login-submit").click()
+            assert "Wrong token" in wait_css(driver, "#login-error").text
+            driver.find_element(By.ID, "login-password").send_keys(SECRET)
+            driver.find_element(By.ID, "login-submit").click()
+            wait_css(driver, "#conn[data-state='live']", 15)  # the event stream is open
+            assert driver.execute_script("return document.cookie") == ""  # HttpOnly
+            driver.find_element(By.ID, "search-plate").send_keys("AB123CD")
+            driver.find_element(By.ID, "search-submit").click()
+            row = wait_css(driver, "#results tbody tr.result[data-plate='AB123CD']", 15)
+            thumb = row.find_element(By.CSS_SELECTOR, "img.thumb")
+            wait_for(
+                lambda: driver.execute_script(
+                    "return arguments[0].complete && arguments[0].naturalWidth", thumb
+                ),
+                15,
+                "the crop to load with the session cookie",
+            )
+    finally:
+        driver.quit()
+        stop()

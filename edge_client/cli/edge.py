@@ -106,6 +106,7 @@ def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Me
         cfg.redis.url, password=password, socket_timeout=0.5, socket_connect_timeout=0.5
     )
     sinks = build_sinks(cam.sinks, camera=camera_id, redis_client=raw, output_dir=cfg.output_dir)
+    metrics.watch_sinks(camera_id, sinks)
     resume = ResumeState(raw, camera_id, cam.source, cfg.redis.track_ttl_s)
     source = VideoSourceFactory(
         cam.source, process_every=cam.process_every, max_fps=cam.max_fps, loop=cam.loop,
