@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from alpr_common import procgroup
 from ensemble.ops.checkout import checkout_root
 from ensemble.ops.server_process import free_port, stop_process
 
@@ -76,17 +77,18 @@ def start_gate(config: Path, log: Path, *, timeout_s: float = 60) -> GateProcess
     port = int(cfg.get("http", {}).get("port", 8080))
     exe = shutil.which("alpr-gate", path=str(Path(sys.executable).parent)) or "alpr-gate"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [exe, "--config", str(config)], stdout=out, stderr=subprocess.STDOUT
-        )
+    with log.open("ab") as out:  # its own process group, stopped as a whole
+        proc = procgroup.spawn([exe, "--config", str(config)], stdout=out, stderr=subprocess.STDOUT)
     gate = GateProcess(f"http://127.0.0.1:{port}", proc, log, config)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not gate.alive():
-            raise RuntimeError(f"alpr-gate exited ({proc.returncode}); see {log}")
-        if gate.ready():
-            return gate
-        time.sleep(0.2)
-    gate.stop()
-    raise RuntimeError(f"alpr-gate not ready after {timeout_s}s; see {log}")
+    try:
+        while time.monotonic() < deadline:
+            if not gate.alive():
+                raise RuntimeError(f"alpr-gate exited ({proc.returncode}); see {log}")
+            if gate.ready():
+                return gate
+            time.sleep(0.2)
+        raise RuntimeError(f"alpr-gate not ready after {timeout_s}s; see {log}")
+    except BaseException:  # not ready or interrupted: leave nothing running
+        gate.stop()
+        raise

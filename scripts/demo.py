@@ -12,6 +12,10 @@
 5. prints the gate's decisions (allow / deny / unknown, with decision latency) and
    compares the events with the ground truth. ``--dashboard`` keeps the dashboard up.
 
+Every process it starts runs in a process group of its own (``alpr_common.procgroup``):
+SIGTERM, SIGHUP or Ctrl-C, or the crash of one of them, stops them all (tritonserver with
+its Python-backend stubs, redis-server, alpr-gate, edge-client); none outlives the demo.
+
 ``--images A.jpg B.jpg`` instead reads still photographs through vehicle_detector and
 the `alpr` ensemble.
 """
@@ -25,12 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
+from alpr_common import procgroup  # noqa: E402
 from edge_client.tools.demo_video import demo_edge_config, generate  # noqa: E402
 from ensemble.ops.server_process import free_port, start_triton  # noqa: E402
 from gate.process import demo_gate_config, start_gate  # noqa: E402
@@ -42,7 +48,7 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
         print("redis-server not found: the client will run on its local buffer", file=sys.stderr)
         return None, "redis://127.0.0.1:9/0"
     port = free_port()
-    proc = subprocess.Popen(
+    proc = procgroup.spawn(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -50,8 +56,29 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
     return proc, f"redis://127.0.0.1:{port}/0"
 
 
+def run_client(cmd: list[str]) -> int:
+    """Run the edge client (in its own group) to its end; stopped with the demo."""
+    client = procgroup.spawn(cmd)
+    try:
+        return client.wait()
+    finally:
+        procgroup.stop(client, 30)
+
+
+def watch(children: dict[str, subprocess.Popen[bytes]]) -> str | None:
+    """Wait until one of ``children`` ends (its name) or Ctrl-C (None)."""
+    try:
+        while True:
+            for name, proc in children.items():
+                if proc.poll() is not None:
+                    return name
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return None
+
+
 def video_demo(args: argparse.Namespace) -> int:
-    out = REPO / "runs" / "demo"
+    out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "events.jsonl").unlink(missing_ok=True)
     video, truth_path = generate(out, seed=args.seed)
@@ -60,37 +87,39 @@ def video_demo(args: argparse.Namespace) -> int:
         f"demo video: {video} ({truth['frames']} frames, {len(truth['plates'])} plates)",
         file=sys.stderr,
     )
-    redis_proc, redis_url = start_redis(Path(tempfile.mkdtemp(prefix="alpr-redis-")))
-    print("starting tritonserver (model_repository/) ...", file=sys.stderr)
-    server = start_triton(REPO / "model_repository", out / "tritonserver.log")
-    gate = None
     decisions: list[dict[str, object]] = []
     records: dict[str, dict[str, object]] = {}
-    try:
+    with ExitStack() as started:  # stopped in reverse order, whatever ends the demo
+        redis_proc, redis_url = start_redis(Path(tempfile.mkdtemp(prefix="alpr-redis-")))
+        children: dict[str, subprocess.Popen[bytes]] = {}
+        if redis_proc is not None:
+            started.callback(procgroup.stop, redis_proc)
+            children["redis-server"] = redis_proc
+        print("starting tritonserver (model_repository/) ...", file=sys.stderr)
+        server = start_triton(REPO / "model_repository", out / "tritonserver.log")
+        started.callback(server.stop)
+        children["tritonserver"] = server.proc
+        gate = None
         if redis_proc is not None:
             shutil.rmtree(out / "gate", ignore_errors=True)
             gate_cfg = demo_gate_config(out / "gate", redis_url, port=args.port)
             gate = start_gate(gate_cfg, out / "gate" / "gate.log")
+            started.callback(gate.stop)
+            children["alpr-gate"] = gate.proc
             print(f"gate dashboard: {gate.url}/", file=sys.stderr)
         config = demo_edge_config(out, video, server.grpc_url, redis_url)
         cmd = [str(BIN / "edge-client"), "--camera", "demo", "--config", str(config), "--fresh"]
-        rc = subprocess.run(cmd).returncode
+        rc = run_client(cmd)
         if gate is not None:
             decisions = wait_decisions(out / "gate" / "decisions-demo_gate.jsonl", out)
             records = gate_records(gate, len(decisions))
             if args.dashboard:
                 print(f"\ndashboard at {gate.url}/ - Ctrl-C to stop", file=sys.stderr)
-                try:
-                    while gate.alive():
-                        time.sleep(1)
-                except KeyboardInterrupt:
-                    pass
-    finally:
-        if gate is not None:
-            gate.stop()
-        server.stop()
-        if redis_proc:
-            redis_proc.terminate()
+                crashed = watch(children)
+                if crashed is not None:
+                    code = children[crashed].returncode
+                    print(f"{crashed} exited ({code}): stopping the demo", file=sys.stderr)
+                    rc = rc or 1
     events = (
         [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
         if (out / "events.jsonl").exists()
@@ -176,7 +205,7 @@ def image_demo(args: argparse.Namespace) -> int:
     from edge_client.triton_client import AlprClient
     from ensemble.plates import best_plate
 
-    out = REPO / "runs" / "demo"
+    out: Path = args.out
     server = start_triton(REPO / "model_repository", out / "tritonserver.log")
     try:
         client = AlprClient(server.grpc_url)
@@ -201,8 +230,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="demo video seed")
     parser.add_argument("--dashboard", action="store_true", help="keep the gate dashboard up")
     parser.add_argument("--port", type=int, default=None, help="dashboard port (default: free)")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "runs" / "demo", help="output folder (runs/demo/)"
+    )
     args = parser.parse_args()
-    return image_demo(args) if args.images else video_demo(args)
+    procgroup.install_teardown()  # SIGTERM/SIGHUP/Ctrl-C: stop every child, then exit
+    try:
+        return image_demo(args) if args.images else video_demo(args)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,6 +16,10 @@ whose memory ``rss_server_mb`` measures, 0 without it)::
 
     python scripts/soak.py --cameras 1 --minutes 0.5 --interval 5 \
         --triton-url localhost:8001 --triton-pid PID --out /tmp/soak.json
+
+Every process it starts runs in a process group of its own (``alpr_common.procgroup``):
+SIGTERM, SIGHUP or Ctrl-C stops them all (the server with its Python-backend stubs,
+redis-server, the clients) before it exits.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
 import cv2
@@ -41,6 +46,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from demo import start_redis  # noqa: E402
 
+from alpr_common import procgroup  # noqa: E402
 from edge_client.tools.demo_video import generate  # noqa: E402
 from ensemble.ops.server_process import free_port, start_triton, tree_rss_mb  # noqa: E402
 
@@ -137,27 +143,33 @@ def main() -> int:
     args = ap.parse_args()
     if args.triton_pid is not None and not args.triton_url:
         ap.error("--triton-pid goes with --triton-url")
+    procgroup.install_teardown()  # SIGTERM/SIGHUP/Ctrl-C: stop every child, then exit
     work = Path(tempfile.mkdtemp(prefix="soak-"))
     video, truth_path = generate(work, font="hershey", width=960, height=540)
     truth = json.loads(truth_path.read_text())
-    redis_proc, redis_url = start_redis(work)
-    log = work / "tritonserver.log"
-    server = None if args.triton_url else start_triton(REPO / "model_repository", log)
-    server_pid = server.proc.pid if server else args.triton_pid
-    triton_url = args.triton_url or (server.grpc_url if server else "")
-    _, ports = config(work, video, triton_url, redis_url, args.cameras)
-    edge = str(Path(sys.executable).parent / "edge-client")
-    logs = [(work / f"edge{i + 1}.log").open("w") for i in range(args.cameras)]
-    clients = [
-        subprocess.Popen([edge, "--camera", f"cam{i + 1}", "--config",
-                          str(work / f"edge{i + 1}.yaml"), "--fresh", "--log-level", "WARNING"],
-                         stderr=logs[i])
-        for i in range(args.cameras)
-    ]  # fmt: skip
-    r = redis.Redis.from_url(redis_url)
     samples: list[dict] = []
-    t0 = time.monotonic()
-    try:
+    with ExitStack() as started:  # stopped in reverse order, whatever ends the run
+        redis_proc, redis_url = start_redis(work)
+        if redis_proc is not None:
+            started.callback(procgroup.stop, redis_proc)
+        log = work / "tritonserver.log"
+        server = None if args.triton_url else start_triton(REPO / "model_repository", log)
+        if server is not None:
+            started.callback(server.stop)
+        server_pid = server.proc.pid if server else args.triton_pid
+        triton_url = args.triton_url or (server.grpc_url if server else "")
+        _, ports = config(work, video, triton_url, redis_url, args.cameras)
+        edge = str(Path(sys.executable).parent / "edge-client")
+        clients: list[subprocess.Popen[bytes]] = []
+        for i in range(args.cameras):
+            err = started.enter_context((work / f"edge{i + 1}.log").open("w"))
+            clients.append(procgroup.spawn(
+                [edge, "--camera", f"cam{i + 1}", "--config", str(work / f"edge{i + 1}.yaml"),
+                 "--fresh", "--log-level", "WARNING"], stderr=err,
+            ))  # fmt: skip
+            started.callback(procgroup.stop, clients[-1], 30)
+        r = redis.Redis.from_url(redis_url)
+        t0 = time.monotonic()
         while time.monotonic() - t0 < args.minutes * 60:
             time.sleep(args.interval)
             m = [scrape(p) for p in ports]
@@ -180,20 +192,6 @@ def main() -> int:
             }  # fmt: skip
             samples.append(s)
             print(json.dumps(s), flush=True)
-    finally:
-        for c in clients:
-            c.terminate()
-        for c in clients:
-            try:
-                c.wait(30)
-            except subprocess.TimeoutExpired:
-                c.kill()
-        if server is not None:
-            server.stop()
-        if redis_proc:
-            redis_proc.terminate()
-        for f in logs:
-            f.close()
     half = samples[len(samples) // 2 :]
     growth = lambda k: (half[-1][k] - half[0][k]) if len(half) > 1 else 0.0  # noqa: E731
     checks = {

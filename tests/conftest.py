@@ -7,6 +7,9 @@ Markers: a test that needs a real service carries that service's marker (``serve
 from the fixtures a test uses (``FIXTURE_MARKS``, ``PARAM_MARKS``) plus a small table for
 tests that start a service themselves (``TEST_MARKS``). While a ``unit`` test runs, starting
 a service binary or connecting to a live PostgreSQL server fails it, naming the marker it lacks.
+
+No process left behind: a run that leaves a process alive when it ends (a child of pytest,
+or an orphan it started, see tests/proc_leaks.py) fails, listing them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import pytest
 
 from ensemble.ops.server_process import TritonProcess, free_port, start_triton
+from tests import proc_leaks
 
 __all__ = ["TritonProcess", "free_port", "start_triton", "stop_triton"]
 
@@ -86,6 +90,9 @@ TEST_MARKS: dict[str, tuple[str, ...]] = {
     "test_security.py::test_access_key_required_except_health": ("server",),
     "test_sinks.py::test_mqtt_broker_outage_queues_qos1": ("mqtt",),
     "test_variants.py::test_bls_variant_matches_default": ("server",),
+    "test_procs.py::test_sigkilled_tritonserver_leaves_no_stub": ("server",),
+    "test_procs.py::test_services_launcher_leaves_nothing": ("server", "redis"),
+    "test_procs.py::test_demo_sigterm_stops_everything": ("server", "redis"),
 }
 # Executables a unit test must not start -> the marker the test is missing.
 SERVICE_BINARIES = {
@@ -217,6 +224,35 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     with _unit_guard(item):
         return (yield)
+
+
+# --- no process left behind: the run fails when one outlives it ----------------------------
+SESSION_MARK = proc_leaks.mark_session()  # in the environment of everything the tests start
+LEFT_BEHIND = pytest.StashKey[list[proc_leaks.ProcInfo]]()
+
+
+@pytest.hookimpl(trylast=True)  # after the runner's own sessionfinish tore the fixtures down
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    basetemp = getattr(factory, "_basetemp", None)  # None when no test used tmp_path
+    left = proc_leaks.wait_leftovers(SESSION_MARK, [str(basetemp)] if basetemp else [])
+    if not left:
+        return
+    proc_leaks.kill(left)
+    session.config.stash[LEFT_BEHIND] = left
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.stats.setdefault("left behind", []).extend(left)
+    if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    left = config.stash.get(LEFT_BEHIND, [])
+    if left:
+        terminalreporter.section("processes left behind", red=True, bold=True)
+        for line in proc_leaks.report(left):
+            terminalreporter.write_line(line, red=True)
 
 
 # --- fixtures -----------------------------------------------------------------------------

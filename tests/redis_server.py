@@ -5,7 +5,8 @@
     proc.stop(); proc.start()                      # outage: restart on the same port
     start_redis(tmp_path, tls=True).url            # rediss://...?ssl_ca_certs=... (openssl)
 
-No persistence (``--save '' --appendonly no``): a restart starts empty. The
+No persistence (``--save '' --appendonly no``): a restart starts empty. The server runs in
+a process group of its own (``alpr_common.procgroup``), stopped as a whole. The
 ``redis_factory`` fixture starts servers on demand and stops them at teardown; import it
 into a test module (``from tests.redis_server import redis_factory``) to use it. Tests are
 skipped when ``redis-server`` is not installed.
@@ -24,6 +25,7 @@ from urllib.parse import quote
 import pytest
 import redis
 
+from alpr_common import procgroup
 from ensemble.ops.server_process import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -106,7 +108,7 @@ class RedisProc:
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = procgroup.spawn(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout_s
         probe = self.client()
         try:
@@ -138,13 +140,7 @@ class RedisProc:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        procgroup.stop(self.proc, 5)
         if self.proc.stderr:
             self.proc.stderr.close()
         self.proc = None

@@ -12,6 +12,11 @@ That binary needs three things its wheel does not set up (see docs/platform.md):
 
 Every command-line argument is passed through unchanged; ``--backend-directory`` is
 added only when the caller did not give one.
+
+The launcher *execs* the server: no extra process. The server keeps the launcher's pid,
+process group and parent-death signal (``start_triton`` starts it in a group of its own
+with ``PR_SET_PDEATHSIG``, see ``alpr_common.procgroup``) and its Python-backend stubs
+join that group, so stopping the group stops them all, even after the server crashed.
 """
 
 from __future__ import annotations

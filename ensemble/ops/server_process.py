@@ -1,4 +1,8 @@
-"""Start and stop a tritonserver process on free ports (tests, benchmarks, demo)."""
+"""Start and stop a tritonserver process on free ports (tests, benchmarks, demo).
+
+The server runs in a process group of its own (``alpr_common.procgroup``) that also holds
+its Python-backend stubs; stopping it stops the group, so no stub outlives its server.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from alpr_common import procgroup
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -23,15 +29,9 @@ def free_port() -> int:
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
-    """SIGTERM, then SIGKILL after ``timeout_s``."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """SIGTERM, then SIGKILL after ``timeout_s``: to the whole process group when ``proc``
+    was started by ``procgroup.spawn`` (also when it already died and left children)."""
+    procgroup.stop(proc, timeout_s)
 
 
 @dataclass
@@ -87,8 +87,8 @@ def start_triton(
         "--grpc-port", str(grpc), "--metrics-port", str(metrics), *(extra_args or []),
     ]  # fmt: skip
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
+    with log.open("ab") as out:  # own group (with its stubs); SIGTERMed if this process dies
+        proc = procgroup.spawn(
             cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
     server = TritonProcess(
@@ -96,14 +96,17 @@ def start_triton(
         proc, log, list(extra_args or []),
     )  # fmt: skip
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not server.alive():
-            raise RuntimeError(f"tritonserver exited early:\n{log.read_text()[-3000:]}")
-        if server.ready():
-            return server
-        time.sleep(0.5)
-    server.stop(5)
-    raise RuntimeError(f"tritonserver not ready after {timeout_s}s:\n{log.read_text()[-3000:]}")
+    try:
+        while time.monotonic() < deadline:
+            if not server.alive():
+                raise RuntimeError(f"tritonserver exited early:\n{log.read_text()[-3000:]}")
+            if server.ready():
+                return server
+            time.sleep(0.5)
+        raise RuntimeError(f"tritonserver not ready after {timeout_s}s:\n{log.read_text()[-3000:]}")
+    except BaseException:  # not ready, crashed (stubs may be up) or interrupted: stop the group
+        server.stop(5)
+        raise
 
 
 def tree_rss_mb(pid: int) -> float:
