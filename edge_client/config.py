@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from alpr_common.backoff import Backoff, Retry
 from alpr_common.config import (  # noqa: F401  (ConfigError, sinks: part of this tree's API)
@@ -26,6 +26,8 @@ from alpr_common.config import (  # noqa: F401  (ConfigError, sinks: part of thi
     load_model,
     parse_model,
 )
+from edge_client.enhance import Enhancement
+from edge_client.unread import UnreadCrops
 
 
 # --- per camera -----------------------------------------------------------------------
@@ -186,6 +188,36 @@ class Crops(Strict):
             "lowering it makes requests smaller"
         ),
     )  # fmt: skip
+    enhance: Enhancement = Field(
+        default_factory=Enhancement,
+        description="contrast (CLAHE) and denoising of a crop before it is read (night, IR)",
+    )
+    save_frame: bool = Field(
+        False,
+        description=(
+            "keep the whole frame of each track's best crop and save it with the event "
+            "(`images.frame`, for sinks with `image: frame`); costs one frame copy per track"
+        ),
+    )  # fmt: skip
+
+
+class StreamMatch(Strict):
+    """How detect-stream frames are paired with read-stream frames (``read_source``)."""
+
+    max_drift_s: float = Field(
+        0.1, ge=0, le=5,
+        description=(
+            "a read frame further than this in time from the detect frame is not used (the "
+            "crop comes from the sub-stream, counted as unmatched); raising it pairs more "
+            "frames across a laggy main stream, lowering it keeps the crop on the same instant"
+        ),
+    )  # fmt: skip
+    buffer: int = Field(
+        8,
+        ge=1,
+        le=240,
+        description="read-stream frames held for matching (memory: this many main-stream frames)",
+    )
 
 
 class Runtime(Strict):
@@ -247,7 +279,19 @@ class Runtime(Strict):
 
 
 class Camera(Strict):
-    source: str = Field(description="video file, rtsp:// URL, or V4L2 device (/dev/video0 or 0)")
+    source: str = Field(
+        validation_alias=AliasChoices("source", "detect_source"),
+        description="video file, rtsp:// URL, or V4L2 device (/dev/video0 or 0); with "
+        "`read_source`, the low-resolution sub-stream detection runs on (alias `detect_source`)",
+    )
+    read_source: str | None = Field(
+        None,
+        description="the camera's full-resolution main stream: detection and tracking stay "
+        "on `source`, each track's read crop is cut from the matching main-stream frame",
+    )
+    stream_match: StreamMatch = Field(
+        default_factory=StreamMatch, description="pairing of `source` and `read_source` frames"
+    )
     mode: Literal["vehicles", "plates"] = Field("vehicles", description="what the detector finds")
     plate_finder: Literal["locator", "detector"] = Field(
         "locator",
@@ -281,7 +325,12 @@ class Camera(Strict):
         60.0, ge=0, le=86_400, description="same plate within this = duplicate"
     )
     sinks: list[Sink] = Field(default_factory=list, description="where events go (besides the log)")
-    decoder: Literal["auto", "nvdec", "cpu"] = Field("auto", description="video decoder")
+    decoder: Literal["auto", "cpu", "pyav", "opencv", "nvdec"] = Field(
+        "auto",
+        description="video decoder: `pyav` (FFmpeg packet by packet: corrupt packets and frames "
+        "counted and skipped, presentation times), `opencv` (cv2.VideoCapture); `cpu` and "
+        "`auto` pick PyAV when installed; `nvdec` is not implemented (decodes on the CPU)",
+    )
     loop: bool = Field(False, description="restart a file source at its end (soak tests)")
     rtsp_open_timeout_s: float = Field(
         5.0,
@@ -299,7 +348,18 @@ class Camera(Strict):
         "and reopened (a stall in the middle of a stream); too low and a slow link drops",
     )
     crops: Crops = Field(default_factory=Crops, description="crop margins and read encoding")
+
+    @model_validator(mode="after")
+    def _two_different_streams(self) -> Camera:
+        if self.read_source is not None and self.read_source == self.source:
+            raise ValueError("read_source is the same stream as source: leave it out")
+        return self
+
     runtime: Runtime = Field(default_factory=Runtime, description="loop queues and periods")
+    unread_crops: UnreadCrops = Field(
+        default_factory=UnreadCrops,
+        description="save the best crop of each track that ends without a read (tuning aid)",
+    )
 
 
 class Triton(Strict):
@@ -318,6 +378,18 @@ class Triton(Strict):
     )
 
 
+class CropServer(Strict):
+    """The edge's crop server: sinks with ``image_encoding: url`` link to it."""
+
+    host: str = Field("0.0.0.0", description="listen address")
+    port: int = Field(8765, ge=0, le=65535, description="listen port (0: a free one)")
+    secret_env: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable with the link-signing secret (the same variable "
+        "as the sinks' `image_url_secret_env`)",
+    )
+
+
 class EdgeConfig(Strict):
     triton: Triton = Field(default_factory=Triton)
     redis: Redis = Field(default_factory=Redis)
@@ -326,7 +398,21 @@ class EdgeConfig(Strict):
         10.0, gt=0, le=3600, description="period of the status log line"
     )
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Prometheus endpoint port")
+    crop_server: CropServer | None = Field(
+        None, description="serve saved crops over signed, expiring links (`image_encoding: url`)"
+    )
     cameras: dict[str, Camera] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _url_images_need_the_server(self) -> EdgeConfig:
+        for cid, cam in self.cameras.items():
+            for sink in cam.sinks:
+                if getattr(sink, "image_encoding", None) == "url" and self.crop_server is None:
+                    raise ValueError(
+                        f"camera {cid}: a {sink.type} sink with image_encoding url needs "
+                        "crop_server (host, port, secret_env) to serve the links"
+                    )
+        return self
 
     @field_validator("cameras")
     @classmethod

@@ -12,12 +12,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from alpr_common import crop_server
+from alpr_common.secrets import SecretError, secret_from_env
 from alpr_common.sinks import SinkSet
-from edge_client.config import ConfigError, EdgeConfig, load_config
+from edge_client.config import Camera, ConfigError, EdgeConfig, load_config
+from edge_client.decoders import cpu_decoder
 from edge_client.metrics import Metrics
 from edge_client.pipeline import CameraPipeline, PipelineStats, Stages, mode_for
 from edge_client.reader import ReadWorker
 from edge_client.source import (
+    SourceFactory,
     SourceKind,
     StreamTimeouts,
     VideoSourceFactory,
@@ -28,6 +32,7 @@ from edge_client.source import (
 )
 from edge_client.state.cache import TrackCache
 from edge_client.state.resume import ResumeState
+from edge_client.streams import PairedSource, PairedSourceFactory
 from edge_client.triton_client import AlprClient, TritonEndpoint
 from ensemble.contracts import COCO_VEHICLE_CLASSES
 
@@ -35,6 +40,21 @@ log = logging.getLogger("ovr_alpr.edge")
 # exit statuses: 0 done (file ended / stopped by a signal), 2 bad configuration or camera id,
 # 3 Triton unreachable, 4 the source cannot be opened (a file; a live camera keeps retrying)
 EXIT_CONFIG, EXIT_TRITON, EXIT_SOURCE = 2, 3, 4
+
+
+def source_factory(cam: Camera) -> SourceFactory:
+    """The camera's frames: its one stream, or the sub-stream paired with the main stream."""
+    decoder = cpu_decoder(cam.decoder)
+    timeouts = StreamTimeouts(cam.rtsp_open_timeout_s, cam.rtsp_read_timeout_s)
+    detect = VideoSourceFactory(
+        cam.source, process_every=cam.process_every, max_fps=cam.max_fps, loop=cam.loop,
+        timeouts=timeouts, decoder=decoder,
+    )  # fmt: skip
+    if cam.read_source is None:
+        return detect
+    read = VideoSourceFactory(cam.read_source, loop=cam.loop, timeouts=timeouts, decoder=decoder)
+    m = cam.stream_match
+    return PairedSourceFactory(detect, read, max_drift_s=m.max_drift_s, buffer=m.buffer)
 
 
 def source_failed(camera: str, source: str, reason: str) -> int:
@@ -74,7 +94,6 @@ class EdgeRun:
 def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Metrics) -> EdgeRun:
     import redis
 
-    from alpr_common.secrets import secret_from_env
     from alpr_common.sinks import build_sinks
     from edge_client.plates.formats import load_formats, select
     from edge_client.tracking import ByteTracker
@@ -108,10 +127,7 @@ def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Me
     sinks = build_sinks(cam.sinks, camera=camera_id, redis_client=raw, output_dir=cfg.output_dir)
     metrics.watch_sinks(camera_id, sinks)
     resume = ResumeState(raw, camera_id, cam.source, cfg.redis.track_ttl_s)
-    source = VideoSourceFactory(
-        cam.source, process_every=cam.process_every, max_fps=cam.max_fps, loop=cam.loop,
-        timeouts=StreamTimeouts(cam.rtsp_open_timeout_s, cam.rtsp_read_timeout_s),
-    )  # fmt: skip
+    source = source_factory(cam)
     stages = Stages(
         detector=mode.detector(det_client), tracker=tracker, worker=worker.start(),
         cache=cache, sinks=sinks, resume=resume, source=source, formats=formats,
@@ -135,18 +151,20 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_CONFIG
     cam = cfg.cameras[args.camera]
-    if args.source:
-        cam = cam.model_copy(update={"source": args.source})
+    overrides = {k: v for k, v in (("source", args.source), ("read_source", args.read_source)) if v}
+    if overrides:
+        cam = cam.model_copy(update=overrides)
         cfg = cfg.model_copy(update={"cameras": {**cfg.cameras, args.camera: cam}})
     if select_decoder(cam.decoder) == "nvdec":
         log.warning(
             "camera %s: NVDEC is available but this build decodes on the CPU (the NVDEC "
             "source is not implemented yet)", args.camera,
         )  # fmt: skip
-    if source_kind(cam.source) is SourceKind.FILE:  # before waiting for Triton: fail fast
-        problem = probe_file(cam.source)
-        if problem is not None:
-            return source_failed(args.camera, cam.source, problem)
+    for stream in (cam.source, cam.read_source):  # before waiting for Triton: fail fast
+        if stream is not None and source_kind(stream) is SourceKind.FILE:
+            problem = probe_file(stream)
+            if problem is not None:
+                return source_failed(args.camera, stream, problem)
     url = wait_for_triton(cfg.triton.urls, args.wait_triton)
     if url is None:
         print(
@@ -160,6 +178,16 @@ def run(args: argparse.Namespace) -> int:
     if cfg.metrics_port:
         metrics.serve(cfg.metrics_port)
         log.info("metrics on :%d/metrics", cfg.metrics_port)
+    crop_links = None
+    if cfg.crop_server is not None:
+        cs = cfg.crop_server
+        try:
+            secret = secret_from_env(cs.secret_env, "crop server link secret")
+        except SecretError as exc:
+            print(f"edge-client: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        assert secret is not None
+        crop_links = crop_server.start(cs.host, cs.port, cfg.output_dir / "crops", secret)
     edge = build_pipeline(args.camera, cfg, url, metrics)
     pipeline = edge.pipeline
     if args.fresh:
@@ -174,10 +202,15 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stats: PipelineStats = pipeline.run(stop)
-    source_error = pipeline.source.stats.open_error if pipeline.source is not None else None
+    src = pipeline.source
+    source_error = src.stats.open_error if src is not None else None
+    if isinstance(src, PairedSource) and source_error is None:
+        source_error = src.read_stats.open_error
     fps = pipeline.fps()
     edge.worker.stop()
     edge.sinks.close()
+    if crop_links is not None:
+        crop_links.stop()
     for client in edge.clients:
         client.close()
     if args.summary:
@@ -191,7 +224,11 @@ def run(args: argparse.Namespace) -> int:
             "read_requests": edge.worker.requests,
             "sinks": edge.sinks.stats(),
             "source_error": source_error,
+            "decode": asdict(src.stats.decode) if src is not None else None,
         }
+        if isinstance(src, PairedSource):
+            summary["read_decode"] = asdict(src.read_stats.decode)
+            summary["stream_match"] = asdict(src.matcher.stats)
         summary.pop("started", None)
         args.summary.parent.mkdir(parents=True, exist_ok=True)
         args.summary.write_text(json.dumps(summary, indent=2, default=str) + "\n")
@@ -212,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--source", help="override the camera's source (file, rtsp://, /dev/videoN)"
     )
+    parser.add_argument("--read-source", help="override the camera's read_source (main stream)")
     parser.add_argument(
         "--wait-triton", type=float, default=30.0, help="seconds to wait for Triton"
     )

@@ -17,14 +17,17 @@ import threading
 import numpy as np
 
 from edge_client.config import Camera, EdgeConfig
-from edge_client.contracts import Detections, Frame, PlateResult, TrackedBox, TrackStatus
+from edge_client.contracts import Box, Detections, Frame, PlateResult, TrackedBox, TrackStatus
 from edge_client.crops import save_crop
-from edge_client.events import EventKind
+from edge_client.enhance import enhance, should_enhance
+from edge_client.events import EventKind, ImageKind
 from edge_client.plates.voting import is_plausible, vote
 from edge_client.reader import ReadJob, ReadOutcome
 from edge_client.source import END, Source
 from edge_client.state.resume import Reported
+from edge_client.streams import scale_box
 from edge_client.trackbook import TrackRecord, should_decide
+from edge_client.unread import UnreadCropStore
 from edge_client.zones.filter import ZoneFilter
 from ensemble.image_io import encode_jpeg
 
@@ -78,6 +81,7 @@ class CameraPipeline:
         self._last_frame = 0
         self._hb = (now, 0)  # last heartbeat (time, frames) for a recent fps
         self.source: Source | None = None  # the running source (its stats: open_error)
+        self.unread = UnreadCropStore(cfg.output_dir, camera_id, cam.unread_crops, stages.clock)
 
     # --- main loop ---------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> PipelineStats:
@@ -202,10 +206,8 @@ class CameraPipeline:
         for tb in tracked:
             rec = self.book.get(tb.track_id) or self._new_track(tb, frame)
             rec.observe(tb, frame.index, frame.timestamp)
-            if self.mode.offers(rec):
-                crop = self.mode.crop(frame.image, tb.box)
-                if crop is not None:
-                    rec.offer_crop(crop[0], frame.index, tb.box, crop[1])
+            if self.mode.offers(rec) and not frame.corrupt:  # a concealed-error frame is
+                self._offer(rec, tb.box, frame)  # tracked, never read from
             if self.mode.wants_read(rec, st.clock()):
                 self._submit(rec)
         self.zones.observe(tracked, len(dets), frame.timestamp)
@@ -214,6 +216,18 @@ class CameraPipeline:
             if gone is not None:
                 self._close(gone)
         return True
+
+    def _offer(self, rec: TrackRecord, box: Box, frame: Frame) -> None:
+        """Offer the track a crop of ``box``: from the matched main-stream frame when there
+        is one (the box scaled to it), else from the detect frame."""
+        image, at = frame.image, box
+        if frame.read_image is not None:
+            image = frame.read_image
+            at = scale_box(box, frame.image.shape[:2], image.shape[:2])
+        crop = self.mode.crop(image, at)
+        if crop is not None:
+            whole = image if self.cam.crops.save_frame else None
+            rec.offer_crop(crop[0], frame.index, box, crop[1], frame_image=whole)
 
     def _new_track(self, tb: TrackedBox, frame: Frame) -> TrackRecord:
         st = self.stages
@@ -240,7 +254,11 @@ class CameraPipeline:
     def _submit(self, rec: TrackRecord) -> bool:
         assert rec.best_crop is not None
         st, crops = self.stages, self.cam.crops
-        jpeg = encode_jpeg(fit_long_side(rec.best_crop, crops.read_long_side), crops.jpeg_quality)
+        crop = rec.best_crop
+        if should_enhance(crop, crops.enhance):
+            crop = enhance(crop, crops.enhance)
+            self.stats.enhanced += 1
+        jpeg = encode_jpeg(fit_long_side(crop, crops.read_long_side), crops.jpeg_quality)
         job = ReadJob(self.id, rec.track_id, jpeg, rec.best_frame, st.clock())
         if not st.worker.submit(job):
             self.metrics.frames_dropped.labels(self.id, "read_queue_full").inc()
@@ -325,6 +343,15 @@ class CameraPipeline:
     def _retire(self, rec: TrackRecord) -> None:
         """A track is done: forget it, and tell the gate where it went and for how long."""
         self.book.pop(rec.track_id, None)
+        unread = self.mode.awaits_read(rec) or rec.status is TrackStatus.NO_PLATE
+        stable = rec.age + 1 >= self.thr.stable_frames
+        if unread and stable and rec.best_crop is not None and not rec.adopted:
+            reason = "no_plate" if rec.status is TrackStatus.NO_PLATE else "unread"
+            if self.unread.save(
+                rec.key, rec.best_crop, reason=reason, timestamp=self.stages.clock(),
+                box=rec.best_box,
+            ) is not None:  # fmt: skip
+                self.stats.unread_saved += 1
         if self.mode.ends_with_vehicle_event(rec):
             self._emit(rec, None)
             self.stats.vehicle_events += 1
@@ -364,21 +391,28 @@ class CameraPipeline:
             crop = rec.best_crop
             rec.plate, rec.plate_confidence = result.plate, result.confidence
         crop_path = self._save_crop(eid, crop)
+        images = {self.mode.image_kind: crop_path} if crop_path else {}
+        frame_path = self._save_crop(f"{eid}-frame", rec.best_frame_image, max_side=1920)
+        if frame_path:
+            images[ImageKind.FRAME] = frame_path
         zone = self.zones.fields(rec.track_id, rec.last_seen)
         now = st.clock()
         event = track_event(
             event_id=eid, camera=self.id, rec=rec, reported_at=now, zone=zone,
-            color=self.mode.colour(rec), crop_path=crop_path, result=result,
+            color=self.mode.colour(rec), crop_path=crop_path, images=images, result=result,
         )  # fmt: skip
         st.sinks.emit(event)
 
-    def _save_crop(self, eid: str, crop: np.ndarray | None) -> str | None:
+    def _save_crop(self, eid: str, crop: np.ndarray | None, max_side: int = 640) -> str | None:
         if crop is None:
             return None
         try:
             return str(
-                save_crop(self.cfg.output_dir, self.id, eid, crop, timestamp=self.stages.clock())
-            )
+                save_crop(
+                    self.cfg.output_dir, self.id, eid, crop, max_side,
+                    timestamp=self.stages.clock(),
+                )
+            )  # fmt: skip
         except OSError as exc:
             log.warning("camera %s: could not save crop: %s", self.id, exc)
             return None

@@ -35,6 +35,7 @@ from edge_client.detect import (
     PlateLocatorDetector,
     VehicleFrameDetector,
 )
+from edge_client.events import ImageKind
 from edge_client.plates.formats import PlateFormat
 from edge_client.reader import BatchReader, alpr_batch_reader, plate_batch_reader
 from edge_client.trackbook import TrackRecord, crop_box, should_read
@@ -46,6 +47,7 @@ class CameraMode(Protocol):
     """One camera's mode strategy (see the module docstring)."""
 
     name: str
+    image_kind: ImageKind  # what a track's crop shows (the event's `images` key)
 
     def label(self, class_id: int, labels: Mapping[int, str]) -> str:
         """A new track's class name."""
@@ -124,6 +126,7 @@ class _Mode:
 
 class VehicleMode(_Mode):
     name = "vehicles"
+    image_kind = ImageKind.VEHICLE
 
     def label(self, class_id: int, labels: Mapping[int, str]) -> str:
         return labels.get(class_id, str(class_id))
@@ -148,6 +151,7 @@ class VehicleMode(_Mode):
 
 class PlateMode(_Mode):
     name = "plates"
+    image_kind = ImageKind.PLATE
 
     def label(self, class_id: int, labels: Mapping[int, str]) -> str:
         return labels.get(class_id, "plate")

@@ -20,6 +20,8 @@ class PipelineStats:
     read_failures: int = 0  # consecutive failed read requests (drives the read backoff)
     idle_skipped: int = 0  # frames not sent to the detector: zone empty (``zone.idle_every``)
     vehicle_events: int = 0
+    enhanced: int = 0  # read crops sent through `crops.enhance`
+    unread_saved: int = 0  # best crops of tracks that ended without a read (`unread_crops`)
     started: float = field(default_factory=time.monotonic)  # on the loop's monotonic clock
 
     def fps(self, now: float | None = None) -> float:
