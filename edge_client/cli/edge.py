@@ -15,6 +15,7 @@ from pathlib import Path
 from alpr_common import crop_server
 from alpr_common.secrets import SecretError, secret_from_env
 from alpr_common.sinks import SinkSet
+from alpr_common.sinks.outbox import OutboxError
 from edge_client.config import Camera, ConfigError, EdgeConfig, load_config
 from edge_client.decoders import cpu_decoder
 from edge_client.metrics import Metrics
@@ -188,7 +189,14 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
         assert secret is not None
         crop_links = crop_server.start(cs.host, cs.port, cfg.output_dir / "crops", secret)
-    edge = build_pipeline(args.camera, cfg, url, metrics)
+    try:
+        edge = build_pipeline(args.camera, cfg, url, metrics)
+    except (ValueError, OutboxError, OSError) as exc:  # a sink that cannot start: credentials,
+        # TLS files, a locked or corrupt webhook outbox, an unwritable output folder
+        print(f"edge-client: camera {args.camera}: cannot start: {exc}", file=sys.stderr)
+        if crop_links is not None:
+            crop_links.stop()
+        return EXIT_CONFIG
     pipeline = edge.pipeline
     if args.fresh:
         edge.cache.purge(args.camera)
