@@ -1,7 +1,8 @@
 """Deployment files parse and wire together (no Docker engine or cluster here): compose
 services build existing Dockerfiles, COPY sources exist, each image copies the packages its
 process imports and installs its own extra, and the gate's port and health path agree
-across its config, image, compose service and Kubernetes manifest."""
+across its config, image, compose service and Kubernetes manifests (the rest of
+docker/k8s/: tests/test_k8s_manifests.py)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ def k8s_docs() -> list[dict[str, Any]]:
 
 def k8s(kind: str, name: str) -> dict[str, Any]:
     return next(d for d in k8s_docs() if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def k8s_gates() -> list[dict[str, Any]]:
+    """The gate Deployments (one per gate group; tests/test_k8s_manifests.py checks that)."""
+    return [
+        d
+        for d in k8s_docs()
+        if d["kind"] == "Deployment" and d["metadata"]["labels"].get("app") == "ovr-alpr-gate"
+    ]
 
 
 def gate_config_text(text: str, tmp_path: Path) -> GateConfig:
@@ -139,22 +149,27 @@ def test_gate_port_and_health_path_agree(tmp_path: Path) -> None:
     assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
     assert f"127.0.0.1:{port}{HEALTH}" in " ".join(service["healthcheck"]["test"])
     assert service["command"] == ["--config", config_path]
-    # Kubernetes: probes on the health path through the named container port
-    spec = k8s("Deployment", "ovr-alpr-gate")["spec"]["template"]["spec"]
-    (container,) = spec["containers"]
-    assert container["args"] == ["--config", config_path]
-    named = {p["name"]: p["containerPort"] for p in container["ports"]}
-    for probe in ("readinessProbe", "livenessProbe"):
-        get = container[probe]["httpGet"]
-        assert get["path"] == HEALTH and named[get["port"]] == port
-    assert container["resources"]["requests"] and container["resources"]["limits"]
-    mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
-    assert Path(mount["mountPath"]) / "gate.yaml" == Path(config_path)
-    k_cfg = gate_config_text(k8s("ConfigMap", "ovr-alpr-gate")["data"]["gate.yaml"], tmp_path)
-    assert (k_cfg.http.host, k_cfg.http.port) == ("0.0.0.0", port)
-    svc = k8s("Service", "ovr-alpr-gate")["spec"]
-    assert svc["selector"] == spec.get("labels", svc["selector"])
-    assert [p["targetPort"] for p in svc["ports"]] == ["http"]
+    # Kubernetes, every gate group: probes on the health path through the named port
+    assert k8s_gates()
+    for dep in k8s_gates():
+        spec = dep["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        assert container["args"] == ["--config", config_path]
+        named = {p["name"]: p["containerPort"] for p in container["ports"]}
+        for probe in ("readinessProbe", "livenessProbe"):
+            get = container[probe]["httpGet"]
+            assert get["path"] == HEALTH and named[get["port"]] == port
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
+        assert Path(mount["mountPath"]) / "gate.yaml" == Path(config_path)
+        (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        k_cfg = gate_config_text(
+            k8s("ConfigMap", volume["configMap"]["name"])["data"]["gate.yaml"], tmp_path
+        )
+        assert (k_cfg.http.host, k_cfg.http.port) == ("0.0.0.0", port)
+        svc = k8s("Service", dep["metadata"]["name"])["spec"]
+        assert svc["selector"] == dep["spec"]["selector"]["matchLabels"]
+        assert [p["targetPort"] for p in svc["ports"]] == ["http"]
 
 
 def test_gate_runs_as_non_root_with_its_data_on_a_volume() -> None:
@@ -164,22 +179,6 @@ def test_gate_runs_as_non_root_with_its_data_on_a_volume() -> None:
     cfg = load_gate_config(DOCKER / "gate.compose.yaml")
     assert cfg.database.url.startswith("sqlite:////data/") and cfg.crops_dir.is_relative_to("/data")
     assert any(v.endswith(":/data") for v in compose()["services"]["gate"]["volumes"])
-    spec = k8s("Deployment", "ovr-alpr-gate")["spec"]["template"]["spec"]
-    assert spec["securityContext"]["runAsNonRoot"] is True
-    assert k8s("Deployment", "ovr-alpr-gate")["spec"]["strategy"]["type"] == "Recreate"
-
-
-def test_kubernetes_manifests(tmp_path: Path) -> None:
-    kinds = {(d["kind"], d["metadata"]["name"]) for d in k8s_docs()}
-    assert ("Deployment", "ovr-alpr-triton") in kinds and ("Service", "ovr-alpr-triton") in kinds
-    assert ("StatefulSet", "ovr-alpr-redis") in kinds
-    assert {("Deployment", "ovr-alpr-gate"), ("Service", "ovr-alpr-gate"),
-            ("ConfigMap", "ovr-alpr-gate")} <= kinds  # fmt: skip
-    triton = k8s("Deployment", "ovr-alpr-triton")
-    assert triton["spec"]["replicas"] >= 2
-    edge_cfg = parse_config(yaml.safe_load(k8s("ConfigMap", "ovr-alpr-edge")["data"]["edge.yaml"]))
-    assert edge_cfg.cameras["cam1"].mode == "vehicles"
-    gate_cfg = gate_config_text(k8s("ConfigMap", "ovr-alpr-gate")["data"]["gate.yaml"], tmp_path)
-    # the gate's camera publishes to the gate's stream
-    sinks = edge_cfg.cameras[gate_cfg.gates["entrance"].plate_camera].sinks
-    assert any(s.type == "redis_stream" and s.stream == gate_cfg.stream for s in sinks)
+    for dep in k8s_gates():
+        assert dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+        assert dep["spec"]["strategy"]["type"] == "Recreate"
