@@ -279,6 +279,50 @@ class Redis(Strict):
     local_buffer: int = Field(
         10_000, ge=10, le=1_000_000, description="updates held while Redis is down"
     )
+    sentinels: list[
+        Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]{1,253}):[0-9]{1,5}$")]
+    ] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Redis Sentinel addresses (`host:port`, `[v6]:port`): when set, the master "
+        "of `sentinel_service` is asked of them (again after every failover); the URL's "
+        "host:port is then ignored, its db, user/password and TLS still apply",
+    )
+    sentinel_service: str = Field(
+        "mymaster", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="the Sentinel master name"
+    )
+    sentinel_password_env: str | None = Field(
+        None,
+        pattern=ENV_VAR,
+        description="environment variable with the sentinels' own password (requirepass)",
+    )
+    wait_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="event streams: after each XADD batch, WAIT for this many replicas "
+        "(0: no wait); an acknowledged event then survives a failover, and a batch the "
+        "replicas did not confirm in time is counted as `unconfirmed`",
+    )
+    wait_timeout_ms: int = Field(
+        100, ge=1, le=10_000, description="longest WAIT for `wait_replicas` (milliseconds)"
+    )
+
+    @model_validator(mode="after")
+    def _sentinel_addresses(self) -> Redis:
+        for addr in self.sentinels:
+            if not 1 <= int(addr.rsplit(":", 1)[1]) <= 65535:
+                raise ValueError(f"sentinels: port out of range 1-65535 in {addr!r}")
+        if len(set(self.sentinels)) != len(self.sentinels):
+            raise ValueError(f"sentinels: an address is listed twice in {self.sentinels}")
+        if self.sentinel_password_env and not self.sentinels:
+            raise ValueError("sentinel_password_env is set but no sentinels are")
+        return self
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``sentinels`` as ``(host, port)`` pairs (IPv6 brackets removed)."""
+        pairs = (a.rsplit(":", 1) for a in self.sentinels)
+        return [(h.strip("[]"), int(p)) for h, p in pairs]
 
 
 def _describe(err: ValidationError) -> str:

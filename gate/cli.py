@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    import redis
     import uvicorn
 
     from alpr_common.config import ConfigError
+    from alpr_common.redis_conn import connect
     from alpr_common.secrets import secret_from_env
 
     from .config import load_gate_config
@@ -59,11 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except HistoryError as exc:
         print(f"alpr-gate: {exc}", file=sys.stderr)
         return EXIT_DATABASE
-    password = secret_from_env(cfg.redis.password_env, "Redis password", required=False)
-    client = redis.Redis.from_url(
-        cfg.redis.url, password=password, socket_timeout=5, socket_connect_timeout=2,
-        decode_responses=True,
-    )  # fmt: skip
+    client = connect(cfg.redis, socket_timeout=5, socket_connect_timeout=2, decode_responses=True)
     try:
         service = GateService(cfg, history, client)
     except ValueError as exc:  # a sink's credential variable unset, an invalid Apprise URL

@@ -65,6 +65,7 @@ FIXTURE_MARKS: dict[str, tuple[str, ...]] = {
     "test_gate_service::redis_proc": ("redis",),
     "test_sinks::redis_server": ("redis",),
     "test_sinks::broker": ("mqtt",),
+    "test_sentinel::sentinel_set": ("redis",),
     "test_gate_e2e::site": ("redis",),
     "test_gate_browser::dash": ("browser",),
     "test_wheel_install::redis_url": ("redis",),

@@ -8,6 +8,17 @@ command for seconds. While Redis is unreachable the writer retries after
 event (counted). ``close`` wakes the writer for a last attempt, waits up to
 ``close_timeout_s``, and counts what is still buffered as dropped.
 Delivery is at-least-once: a connection lost in the middle of a batch re-sends that batch.
+An error reply that a failover explains (READONLY from a demoted master, NOREPLICAS,
+MASTERDOWN, TRYAGAIN, CLUSTERDOWN) is retried like a lost connection; any other error
+reply (e.g. WRONGTYPE) fails the batch (counted as failed).
+
+With a ``WaitPolicy`` (``redis.wait_replicas``, see :mod:`alpr_common.redis_conn`), each
+batch ends with ``WAIT replicas timeout_ms``: an event leaves the buffer only once the
+master acknowledged it, and when fewer replicas than asked confirmed it in time the batch
+is counted as ``unconfirmed`` (still delivered: re-sending would duplicate it; such a batch
+is lost if the master dies before replicating it). Without it, replication is
+asynchronous: an event the master acknowledged just before dying may never reach the
+replica that takes over.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import redis
 
 from alpr_common.config import RedisStreamSink
 from alpr_common.files import safe_name
+from alpr_common.redis_conn import WaitPolicy, wait_policy
 
 from .base import SinkEvent
 
@@ -30,6 +42,9 @@ log = logging.getLogger(__name__)
 
 Fields = dict[str, str]
 BATCH = 100
+# error replies a failover explains: retried, not counted as failed
+TRANSIENT_REPLIES = (redis.exceptions.ReadOnlyError, redis.exceptions.TryAgainError,
+                     redis.exceptions.ClusterDownError)  # fmt: skip
 
 
 class RedisStreamWriter:
@@ -44,6 +59,7 @@ class RedisStreamWriter:
         retry_interval_s: float = 1.0,
         max_retry_interval_s: float = 30.0,
         close_timeout_s: float = 5.0,
+        wait: WaitPolicy | None = None,
     ) -> None:
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
@@ -53,11 +69,14 @@ class RedisStreamWriter:
         self.maxlen = int(maxlen)
         self.buffer_size = buffer_size
         self.close_timeout_s = close_timeout_s
+        self.wait = wait
         self._retry_min = max(0.001, retry_interval_s)
         self._retry_max = max(self._retry_min, max_retry_interval_s)
         self._buffer: deque[Fields] = deque()
         self._cond = threading.Condition()
         self._counts = {"delivered": 0, "failed": 0, "dropped": 0}
+        if wait is not None:
+            self._counts["unconfirmed"] = 0  # delivered, but not confirmed by the replicas
         self._closing = False
         self._stopped = False  # the writer has exited or was abandoned by close()
         self._down = False
@@ -77,7 +96,9 @@ class RedisStreamWriter:
     ) -> RedisStreamWriter:
         if redis_client is None:
             raise ValueError("a redis_stream sink needs a Redis client (redis_client=...)")
-        return cls(redis_client, cfg.stream, cfg.maxlen, camera=camera)
+        return cls(
+            redis_client, cfg.stream, cfg.maxlen, camera=camera, wait=wait_policy(redis_client)
+        )
 
     # --- Sink ------------------------------------------------------------------------
     def emit(self, event: SinkEvent) -> None:
@@ -171,33 +192,54 @@ class RedisStreamWriter:
         """(written, refused): refused means Redis answered with an error (e.g. WRONGTYPE)
         that retrying cannot fix; the batch is then counted as failed."""
         try:
-            if len(batch) == 1:
+            if len(batch) == 1 and self.wait is None:
                 self.client.xadd(self.stream, batch[0], maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
             else:
                 pipe = self.client.pipeline(transaction=False)
                 for fields in batch:
                     pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
-                pipe.execute()
+                if self.wait is not None:
+                    pipe.wait(self.wait.replicas, self.wait.timeout_ms)
+                replies = pipe.execute()
+                if self.wait is not None and int(replies[-1]) < self.wait.replicas:
+                    self._unconfirmed(len(batch), int(replies[-1]), self.wait)
         except redis.ResponseError as exc:
+            if isinstance(exc, TRANSIENT_REPLIES) or str(exc).startswith("NOREPLICAS"):
+                return self._failed(exc)
             log.error(
                 "redis stream %s: XADD refused (%s); %d event(s) lost", self.stream, exc, len(batch)
             )
             return False, True
         except Exception as exc:  # ConnectionError, TimeoutError, ... : retry later
-            if not self._down and not self._stopped:
-                log.warning(
-                    "redis stream %s: XADD failed (%s: %s); buffering up to %d event(s)",
-                    self.stream,
-                    type(exc).__name__,
-                    exc,
-                    self.buffer_size,
-                )
-                self._down = True
-            return False, False
+            return self._failed(exc)
         if self._down:
             log.info("redis stream %s: Redis reachable again", self.stream)
             self._down = False
         return True, False
+
+    def _failed(self, exc: Exception) -> tuple[bool, bool]:
+        """A batch to retry later (Redis unreachable, or a failover under way)."""
+        if not self._down and not self._stopped:
+            log.warning(
+                "redis stream %s: XADD failed (%s: %s); buffering up to %d event(s)",
+                self.stream,
+                type(exc).__name__,
+                exc,
+                self.buffer_size,
+            )
+            self._down = True
+        return False, False
+
+    def _unconfirmed(self, n: int, replicas: int, wait: WaitPolicy) -> None:
+        with self._cond:
+            self._counts["unconfirmed"] += n
+            total = self._counts["unconfirmed"]
+        if total == n or total // 1000 != (total - n) // 1000:  # the first, then every 1000
+            log.warning(
+                "redis stream %s: WAIT: %d of %d replica(s) confirmed in %d ms; %d event(s) "
+                "unconfirmed so far (lost if the master fails before replicating them)",
+                self.stream, replicas, wait.replicas, wait.timeout_ms, total,
+            )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"RedisStreamWriter(stream={self.stream!r}, maxlen={self.maxlen})"

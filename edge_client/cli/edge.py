@@ -93,8 +93,7 @@ class EdgeRun:
 
 
 def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Metrics) -> EdgeRun:
-    import redis
-
+    from alpr_common.redis_conn import connect
     from alpr_common.sinks import build_sinks
     from edge_client.plates.formats import load_formats, select
     from edge_client.tracking import ByteTracker
@@ -111,20 +110,14 @@ def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Me
     )  # fmt: skip
     t = cam.tracking
     tracker = ByteTracker.from_config(t, min_hits=min(3, cam.thresholds.stable_frames))
-    password = secret_from_env(cfg.redis.password_env, "Redis password", required=False)
-    cache = TrackCache.from_url(
-        cfg.redis.url, password=password, ttl_s=cfg.redis.track_ttl_s,
-        local_buffer=cfg.redis.local_buffer,
-    )  # fmt: skip
+    cache = TrackCache.from_config(cfg.redis)
     if not cache.available:
         log.warning(
             "Redis at %s is unreachable: running on a local buffer of %d updates; restart "
             "protection relies on the dedup window until Redis is back",
-            cfg.redis.url.split("@")[-1], cfg.redis.local_buffer,
+            cache.url, cfg.redis.local_buffer,
         )  # fmt: skip
-    raw = redis.Redis.from_url(
-        cfg.redis.url, password=password, socket_timeout=0.5, socket_connect_timeout=0.5
-    )
+    raw = connect(cfg.redis, socket_timeout=0.5)
     sinks = build_sinks(cam.sinks, camera=camera_id, redis_client=raw, output_dir=cfg.output_dir)
     metrics.watch_sinks(camera_id, sinks)
     resume = ResumeState(raw, camera_id, cam.source, cfg.redis.track_ttl_s)

@@ -43,6 +43,9 @@ at-least-once across clients, and a restarted client that did not see a track be
 the outage may report it again. Tracks survive a Redis restart only with persistence
 (AOF/RDB). With ``auto_reconcile=False`` operations never wait on a dead server; call
 ``reconcile()`` from a background thread instead (its ping does not hold the lock).
+Behind Redis Sentinel (:meth:`TrackCache.from_config` with ``redis.sentinels``) a failover
+is such an outage: writes are buffered until the sentinels name the promoted replica, then
+replayed to it (the scripts are loaded there again on first use).
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from alpr_common.config import Redis as RedisConfig
+from alpr_common.redis_conn import connect, describe
 from edge_client.contracts import PlateResult, Read, TrackStatus
 from edge_client.state.admin import list_cameras, namespace_stats, purge_namespace
 from edge_client.state.keys import (
@@ -108,15 +113,52 @@ class TrackCache(RedisLink):
         if password:
             kwargs["password"] = password
         client = redis.Redis.from_url(url, **kwargs)
-        cache = cls(
+        return cls._open(
             client,
+            url,
             ttl_s=ttl_s,
             local_buffer=local_buffer,
             client_id=client_id,
             retry_interval_s=retry_interval_s,
             auto_reconcile=auto_reconcile,
-            url=url,
         )
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: RedisConfig,
+        client_id: str | None = None,
+        *,
+        socket_timeout: float = 0.5,
+        retry_interval_s: float = 1.0,
+        auto_reconcile: bool = True,
+        health_check_interval: int = 10,
+    ) -> TrackCache:
+        """Connect as ``cfg`` says (:func:`alpr_common.redis_conn.connect`: a URL, or the
+        master behind Redis Sentinel, found again after a failover; writes made meanwhile
+        are buffered and replayed), with ``cfg``'s ``track_ttl_s`` and ``local_buffer``.
+        Unreachable: ``available == False``; refused credentials: :class:`CacheAuthError`."""
+        client = connect(
+            cfg,
+            socket_timeout=socket_timeout,
+            decode_responses=True,
+            health_check_interval=health_check_interval,
+            retry=Retry(NoBackoff(), 1),
+        )
+        return cls._open(
+            client,
+            describe(cfg),
+            ttl_s=cfg.track_ttl_s,
+            local_buffer=cfg.local_buffer,
+            client_id=client_id,
+            retry_interval_s=retry_interval_s,
+            auto_reconcile=auto_reconcile,
+        )
+
+    @classmethod
+    def _open(cls, client: redis.Redis, url: str, **kwargs: Any) -> TrackCache:
+        """Wrap ``client`` and ping it once (see :meth:`from_url`)."""
+        cache = cls(client, url=url, **kwargs)
         try:
             client.ping()
         except redis.AuthenticationError as exc:
