@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 BLOCKS = re.findall(r"```ya?ml\n(.*?)```", (REPO / "README.md").read_text(), re.S)
 EDGE_BASE = yaml.safe_load((REPO / "config" / "edge.yaml").read_text())
 GATE_BASE = yaml.safe_load((REPO / "config" / "gate.yaml").read_text())
-GATE_KEYS = {"gates", "http", "metrics_port", "database", "stream", "group", "crops_dir"}
+GATE_KEYS = {"gates", "http", "database", "stream", "group", "crops_dir"}
+EDGE_KEYS = {"triton", "output_dir", "status_interval_s", "crop_server"}
+SHARED_KEYS = {"redis"}  # the same section in edge.yaml and gate.yaml
 HA_KEYS = {"alias", "triggers", "trigger", "actions", "action", "conditions"}  # HA's schema
 
 
@@ -35,10 +37,12 @@ def kind(snippet: Any) -> str:
     if isinstance(snippet, list) or (isinstance(snippet, dict) and HA_KEYS & set(snippet)):
         return "home-assistant"
     assert isinstance(snippet, dict), f"a README example is not a mapping: {snippet!r}"
-    if "cameras" in snippet:
+    if "cameras" in snippet or EDGE_KEYS & set(snippet):
         return "edge"
     if GATE_KEYS & set(snippet):
         return "gate"
+    if set(snippet) <= SHARED_KEYS:
+        return "both"
     return "camera"  # keys of one camera (sinks:, crops:, unread_crops:, read_source: ...)
 
 
@@ -50,11 +54,11 @@ def test_readme_yaml_example_is_valid(text: str, monkeypatch: pytest.MonkeyPatch
     what = kind(snippet)
     if what == "home-assistant":
         return  # parsed as YAML above; its schema is Home Assistant's
-    if what == "edge":
+    if what in ("edge", "both"):
         parse_config(merge(EDGE_BASE, snippet), "README example")
-    elif what == "gate":
+    if what in ("gate", "both"):
         parse_gate_config(merge(GATE_BASE, snippet), "README example")
-    else:
+    if what == "camera":
         cams = EDGE_BASE["cameras"]
         first = next(iter(cams))
         camera = merge(cams[first], snippet)
