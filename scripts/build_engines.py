@@ -5,7 +5,8 @@
     python scripts/build_engines.py --precision int8 --calib-frames frames/ --out /models
     python scripts/build_engines.py --dry-run --precision fp16 --out /tmp/m   # anywhere
 
-Builds ``vehicle_detector``'s network (dynamic batch, default profile 1/8/32) with the
+Builds ``vehicle_detector``'s network (dynamic batch, default profile 1/8/32; input side
+``--size``, by default the one vehicle_detector's config declares) with the
 TensorRT Python API when present, else ``trtexec``; writes the plan and a repository
 variant in which ``vehicle_detector`` calls the engine (``vehicle_detector_net``,
 ``platform: "tensorrt_plan"``) over BLS. ``--dry-run`` prints the build command and writes
@@ -30,7 +31,7 @@ from ensemble.ops.engine_build import (
     trtexec_command,
 )
 from ensemble.ops.onnx_tools import validate_yolo_onnx
-from ensemble.ops.variants import assemble
+from ensemble.ops.variants import assemble, image_side, with_image_side
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,6 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--onnx", type=Path, default=REPO / "model_repository/vehicle_detector/1/model.onnx"
     )
     p.add_argument("--out", type=Path, required=True, help="repository variant to create")
+    p.add_argument(
+        "--size", type=int,
+        help="input side of the engine and of the variant's vehicle_detector (default: "
+        "model_repository/vehicle_detector/config.pbtxt's; the ONNX's own when it is static)",
+    )  # fmt: skip
     p.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
     p.add_argument("--min-batch", type=int, default=1)
     p.add_argument("--opt-batch", type=int, default=8)
@@ -53,7 +59,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    size, classes = validate_yolo_onnx(args.onnx)
+    fixed, classes = validate_yolo_onnx(args.onnx)  # fixed: 0 for a dynamic input side
+    config = REPO / "model_repository" / "vehicle_detector" / "config.pbtxt"
+    size = args.size or fixed or image_side(config.read_text())
+    if fixed and size != fixed:
+        raise EngineBuildError(f"{args.onnx} takes {fixed}x{fixed} only, not --size {size}")
+    if size % 32 or not 32 <= size <= 4096:
+        raise EngineBuildError(f"--size must be a multiple of 32 in 32..4096, got {size}")
     plan = args.out.parent / f"{args.out.name}-vehicle_detector.{args.precision}.plan"
     cache = args.calibration_cache or (
         plan.with_suffix(".calib") if args.precision == "int8" else None
@@ -82,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         )
     out = assemble("tensorrt", args.out, plan=plan)
     (out / "vehicle_detector_net" / "config.pbtxt").write_text(plan_config(spec))
+    det = out / "vehicle_detector" / "config.pbtxt"
+    det.write_text(with_image_side(det.read_text(), size))
     print(f"variant repository: {out} (tritonserver --model-repository {out})", file=sys.stderr)
     return 0
 

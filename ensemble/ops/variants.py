@@ -3,11 +3,16 @@ served by another backend (TensorRT plan, native onnxruntime, or the Python stan
 
 The default ``vehicle_detector`` runs ONNX in-process. In a variant it keeps its inputs
 and outputs (so clients do not change) but calls ``vehicle_detector_net`` over BLS.
+
+:func:`sized` writes the other kind of variant: the repository with the letterbox side
+of ``vehicle_detector`` / ``plate_locator`` changed (their ``IMAGE`` dims; both networks
+take any side that is a multiple of 32, and clients read the side from the config).
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -43,6 +48,56 @@ def _link_tree(src: Path, dst: Path) -> None:
             target.symlink_to(path.resolve())
         else:
             shutil.copy2(path, target)
+
+
+def image_side(config_text: str) -> int:
+    """The letterbox side a model config declares (its ``IMAGE`` input, dims [S, S, 3])."""
+    cfg = text_format.Parse(config_text, mc.ModelConfig())
+    for inp in cfg.input:
+        if inp.name == "IMAGE":
+            dims = list(inp.dims)
+            if len(dims) != 3 or dims[0] != dims[1] or dims[2] != 3:
+                raise VariantError(f"{cfg.name}: IMAGE dims {dims} are not [S, S, 3]")
+            return int(dims[0])
+    raise VariantError(f"{cfg.name}: no IMAGE input")
+
+
+def with_image_side(config_text: str, side: int) -> str:
+    """``config_text`` with its ``IMAGE`` input letterboxed to ``side`` (a multiple of 32)."""
+    if side < 32 or side % 32 or side > 4096:
+        raise VariantError(f"the input side must be a multiple of 32 in 32..4096, got {side}")
+    cfg = text_format.Parse(config_text, mc.ModelConfig())
+    image_side(config_text)  # refuses a config without a square IMAGE input
+    for inp in cfg.input:
+        if inp.name == "IMAGE":
+            inp.dims[:] = [side, side, 3]
+    return str(text_format.MessageToString(cfg))
+
+
+def sized(
+    out: Path,
+    sides: Mapping[str, int],
+    source: Path | None = None,
+    models: Sequence[str] | None = None,
+) -> Path:
+    """``source`` (default: the checkout's ``model_repository/``) written to ``out``
+    (configs and code copied, weights linked) with the ``IMAGE`` side of each model in
+    ``sides`` (e.g. ``{"vehicle_detector": 416}``) changed; only ``models`` when given."""
+    source = source or checkout_root() / "model_repository"
+    if out.exists():
+        raise VariantError(f"{out} exists; remove it or choose another folder")
+    names = list(models) if models is not None else sorted(
+        p.name for p in source.iterdir() if (p / "config.pbtxt").is_file()
+    )  # fmt: skip
+    unknown = [m for m in [*names, *sides] if not (source / m / "config.pbtxt").is_file()]
+    if unknown or not set(sides) <= set(names):
+        raise VariantError(f"not models of {source} (or not copied): {unknown or list(sides)}")
+    for name in names:
+        _link_tree(source / name, out / name)
+    for name, side in sides.items():
+        path = out / name / "config.pbtxt"
+        path.write_text(with_image_side(path.read_text(), side))
+    return out
 
 
 def with_net_model(config_text: str, net: str = NET) -> str:
