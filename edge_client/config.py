@@ -26,6 +26,7 @@ from alpr_common.config import (  # noqa: F401  (ConfigError, sinks: part of thi
     load_model,
     parse_model,
 )
+from edge_client.balancer import BalanceSettings, Policy, Target
 from edge_client.enhance import Enhancement
 from edge_client.unread import UnreadCrops
 
@@ -363,10 +364,43 @@ class Camera(Strict):
 
 
 class Triton(Strict):
+    """The inference servers and how requests are spread over them (``edge_client.balancer``)."""
+
     urls: list[str] = Field(
         default_factory=lambda: ["localhost:8001"],
         min_length=1,
-        description="gRPC host:port, failover order",
+        description="gRPC host:port, or dns+host:port for every address the name resolves to "
+        "(in Kubernetes a headless Service: one per ready pod); `failover` tries them in order",
+    )
+    balance: Policy = Field(
+        "least_outstanding",
+        description="least_outstanding: the replica with the fewest requests in flight; "
+        "round_robin: each in turn; failover: the first healthy one in `urls` order, kept "
+        "until it fails (no spreading)",
+    )
+    dns_refresh_s: float = Field(
+        30.0, gt=0, le=3600,
+        description=(
+            "dns+ names are resolved again this often; lowering it finds new pods sooner, "
+            "raising it makes fewer DNS queries"
+        ),
+    )  # fmt: skip
+    eject_after: int = Field(
+        3, ge=1, le=100,
+        description=(
+            "consecutive failures (requests or health probes) that take a replica out; "
+            "lowering it reacts faster to a dead pod, raising it forgives blips"
+        ),
+    )  # fmt: skip
+    eject_backoff: RetryPolicy = Field(
+        default_factory=lambda: RetryPolicy(first_s=1.0, cap_s=30.0),
+        description="wait before an ejected replica is probed again (doubling while it fails)",
+    )
+    health_interval_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="period of the health probes (server and used models ready) per replica",
     )
     timeout_s: float = Field(10.0, gt=0, le=300)
     max_batch: int = Field(8, ge=1, le=16, description="tracks read in one request")
@@ -376,6 +410,21 @@ class Triton(Strict):
         description="send frames to the detector / plate locator through a system "
         "shared-memory region (the server must run on this host): no frame bytes over gRPC",
     )
+
+    @field_validator("urls")
+    @classmethod
+    def _targets(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            Target.parse(url)  # host:port or dns+host:port, else a clear error
+        return urls
+
+    def balance_settings(self) -> BalanceSettings:
+        """These settings for ``edge_client.balancer`` (``TritonEndpoint.balance``)."""
+        policy = self.eject_backoff
+        return BalanceSettings(
+            self.balance, self.eject_after, Backoff(policy.first_s, policy.cap_s),
+            self.health_interval_s, self.dns_refresh_s,
+        )  # fmt: skip
 
 
 class CropServer(Strict):

@@ -1,16 +1,61 @@
 """Prometheus metrics for the edge client, and the periodic one-line status log.
 
-Besides the per-camera metrics below: ``alpr_build_info{process="edge", version, python}``
-and each camera's sinks as ``alpr_sink_{delivered,failed,dropped}_total{camera, sink}``
-(``alpr_common.metrics``)."""
+Besides the per-camera metrics below: ``alpr_build_info{process="edge", version, python}``,
+each camera's sinks as ``alpr_sink_{delivered,failed,dropped}_total{camera, sink}``
+(``alpr_common.metrics``) and each Triton client's replicas as
+``alpr_triton_replica_{requests,failures}_total`` and ``alpr_triton_replica_{outstanding,
+ejected}`` labelled ``{camera, client, replica}`` (``TritonReplicas``)."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from alpr_common.metrics import SinkCounters, register_build_info
+
+
+class TritonReplicas(Collector):
+    """Each watched client's replicas (``Balancer.stats()``), read at scrape time."""
+
+    LABELS = ("camera", "client", "replica")
+
+    def __init__(self) -> None:
+        self._balancers: dict[tuple[str, str], Any] = {}  # (camera, client) -> Balancer
+        self._lock = threading.Lock()
+
+    def watch(self, camera: str, client: str, balancer: Any) -> None:
+        with self._lock:
+            self._balancers[(camera, client)] = balancer
+
+    def _families(self) -> list[CounterMetricFamily | GaugeMetricFamily]:
+        p, labels = "alpr_triton_replica", self.LABELS
+        return [
+            CounterMetricFamily(f"{p}_requests", "Requests sent to the replica", labels=labels),
+            CounterMetricFamily(f"{p}_failures", "Requests or probes it failed", labels=labels),
+            GaugeMetricFamily(f"{p}_outstanding", "Its requests in flight", labels=labels),
+            GaugeMetricFamily(f"{p}_ejected", "1 while it is ejected", labels=labels),
+        ]
+
+    def describe(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        requests, failures, outstanding, ejected = families = self._families()
+        with self._lock:
+            watched = list(self._balancers.items())
+        for (camera, client), balancer in watched:
+            for s in balancer.stats():
+                key = [camera, client, s.address]
+                requests.add_metric(key, float(s.requests))
+                failures.add_metric(key, float(s.failures))
+                outstanding.add_metric(key, float(s.outstanding))
+                ejected.add_metric(key, float(s.ejected))
+        yield from families
 
 
 class Metrics:
@@ -22,6 +67,8 @@ class Metrics:
         register_build_info(r, "edge")
         self.sinks = SinkCounters("alpr", "camera")
         r.register(self.sinks)
+        self.replicas = TritonReplicas()
+        r.register(self.replicas)
         self.frames = Counter(
             "alpr_frames_processed_total", "Frames run through detection", ["camera"], registry=r
         )
@@ -71,6 +118,11 @@ class Metrics:
     def watch_sinks(self, camera: str, sinks: Any) -> None:
         """Export ``sinks.stats()`` (a ``SinkSet``) as ``alpr_sink_*_total{camera, sink}``."""
         self.sinks.watch(camera, sinks)
+
+    def watch_triton(self, camera: str, client: str, balancer: Any) -> None:
+        """Export a Triton client's replicas (``AlprClient.balancer``) under ``client``
+        (``detector``, ``reader``) as ``alpr_triton_replica_*{camera, client, replica}``."""
+        self.replicas.watch(camera, client, balancer)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> tuple[Any, Any]:
         """Serve the registry (prometheus_client's server, in a daemon thread); returns

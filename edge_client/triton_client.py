@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from alpr_common.secrets import secret_from_env
+from edge_client.balancer import Balancer, BalanceSettings, NoReplicaAnswered, ReplicaDown
 from ensemble.contracts import (
     ALPR,
     ALT_OUTPUTS,
@@ -54,6 +56,8 @@ class InferenceError(RuntimeError):
 GRPC_ACCESS_HEADER = f"triton-grpc-protocol-{ACCESS_KEY_HEADER}"
 UNAVAILABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
 log = logging.getLogger("ovr_alpr.triton")
+DEFAULT_BALANCE = BalanceSettings()  # least_outstanding
+R = TypeVar("R")
 
 
 class PlateText(NamedTuple):
@@ -87,12 +91,15 @@ class PlateBoxes:
 
 @dataclass(frozen=True)
 class TritonEndpoint:
-    """Where the server is. ``fallbacks``: other servers tried in order when the active
-    one stops answering (health-checked before switching)."""
+    """Where the servers are: ``url`` and ``fallbacks`` (``host:port``, or ``dns+host:port``
+    for every address of a name, e.g. a Kubernetes headless Service), and how requests are
+    spread over them (``balance``: ``edge_client.balancer``; its ``failover`` policy uses
+    them in order)."""
 
     url: str = "localhost:8001"
     timeout_s: float = 10.0
     fallbacks: tuple[str, ...] = ()
+    balance: BalanceSettings = DEFAULT_BALANCE
 
     @property
     def urls(self) -> list[str]:
@@ -178,86 +185,175 @@ def _letterbox_rgb(frame_bgr: np.ndarray, side: int, *, fast: bool = False) -> n
     return np.ascontiguousarray(boxed[..., ::-1])
 
 
+def channel_args() -> list[tuple[str, int]]:
+    """tritonclient's default gRPC channel options, plus a short reconnect backoff: gRPC's
+    own (up to 120 s) would keep a restarted replica looking down long after it is back;
+    how often a dead one is probed is the balancer's backoff."""
+    keepalive = grpcclient.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", int(keepalive.keepalive_permit_without_calls)),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+    ]
+
+
+class _Replica:
+    """One server's connection: its gRPC client and, when frames go through shared memory,
+    the region registered with it (made on first use)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.grpc = grpcclient.InferenceServerClient(url, channel_args=channel_args())
+        self.shm: SystemShmInput | None = None
+        self._lock = threading.Lock()
+
+    def region(self) -> SystemShmInput:
+        with self._lock:
+            if self.shm is None:
+                self.shm = SystemShmInput(self.grpc)
+            return self.shm
+
+    def close(self) -> None:
+        shm, self.shm = self.shm, None
+        try:
+            if shm is not None:
+                try:
+                    shm.close()  # frees the region even when unregistering fails
+                except InferenceServerException as exc:  # the server is gone
+                    log.debug("unregistering %s at %s: %s", shm.name, self.url, exc.message())
+        finally:
+            self.grpc.close()
+
+
+def _answer(url: str, what: str, call: Callable[[], R]) -> R:
+    """``call()``; a server that did not answer raises ``ReplicaDown`` (retried on another
+    replica), one that refused raises ``InferenceError``."""
+    try:
+        return call()
+    except InferenceServerException as exc:
+        if str(exc.status()) in UNAVAILABLE:
+            raise ReplicaDown(exc.message()) from exc
+        raise InferenceError(f"{what} at {url}: {exc.message()}") from exc
+
+
 class AlprClient:
-    """Thin typed facade over ``tritonclient.grpc`` for the four served models."""
+    """Thin typed facade over ``tritonclient.grpc`` for the served models, spreading
+    requests over the endpoint's replicas (``edge_client.balancer``)."""
 
     def __init__(
         self, endpoint: TritonEndpoint | str = TritonEndpoint(), *, shared_memory: bool = False
     ) -> None:
-        """``shared_memory``: send frames to ``vehicle_detector`` through a system
-        shared-memory region (the server must run on the same host)."""
+        """``shared_memory``: send frames to ``vehicle_detector`` / ``plate_locator`` through
+        a system shared-memory region registered with each replica (all must run on this
+        host)."""
         self.endpoint = TritonEndpoint(endpoint) if isinstance(endpoint, str) else endpoint
         self.urls = self.endpoint.urls
-        self.active = 0
         self.headers = access_headers()
-        self.client = grpcclient.InferenceServerClient(self.urls[0])
-        self.failovers = 0
-        self._shm: SystemShmInput | None = None
+        self.shared_memory = shared_memory
+        self._models: frozenset[str] = frozenset()  # models called: probes check them
         self._sides: dict[str, int] = {}  # model -> letterbox side (from its config)
-        if shared_memory:
-            self._shm = SystemShmInput(self.client)
+        self.balancer: Balancer[_Replica] = Balancer(
+            self.urls, _Replica, settings=self.endpoint.balance, probe=self._probe,
+            close=_Replica.close,
+        )  # fmt: skip
+        if len(self.urls) > 1 or self.balancer.dynamic:
+            self.balancer.start()  # health checks, ejected replicas' probes, DNS refreshes
 
     def close(self) -> None:
-        if self._shm is not None:
-            self._shm.close()
-        self.client.close()
+        self.balancer.close()
 
     @property
     def url(self) -> str:
-        return self.urls[self.active]
+        """The replica that answered the last request (the first one before any)."""
+        return self.balancer.last_address or self.urls[0]
+
+    @property
+    def failovers(self) -> int:
+        """Requests answered by another replica after the first one failed."""
+        return self.balancer.retried
+
+    @property
+    def client(self) -> grpcclient.InferenceServerClient:
+        """The first replica's gRPC client (tools and tests that need the raw API)."""
+        return self._first().grpc
+
+    @property
+    def _shm(self) -> SystemShmInput | None:
+        """The first replica's shared-memory region, once made."""
+        return self._first().shm if self.shared_memory else None
+
+    def _first(self) -> _Replica:
+        conns = self.balancer.connections()
+        if not conns and self.balancer.dynamic:
+            self.balancer.refresh()
+            conns = self.balancer.connections()
+        if not conns:
+            raise InferenceError(f"no Triton replica in {self.balancer.describe()}")
+        return conns[0][1]
 
     def ready(self) -> bool:
+        """Whether some replica is ready (and serves every model this client has used)."""
+        return self.balancer.any_ready()
+
+    def _probe(self, conn: _Replica) -> bool:
+        timeout = min(2.0, self.endpoint.timeout_s)
         try:
-            return bool(self.client.is_server_ready(headers=self.headers, client_timeout=2.0))
+            if not conn.grpc.is_server_ready(headers=self.headers, client_timeout=timeout):
+                return False
+            return all(
+                conn.grpc.is_model_ready(m, headers=self.headers, client_timeout=timeout)
+                for m in sorted(self._models)
+            )
         except InferenceServerException:
             return False
 
-    def _failover(self) -> bool:
-        """Switch to the next server (in configured order) that passes a health check."""
-        for step in range(1, len(self.urls)):
-            index = (self.active + step) % len(self.urls)
-            candidate = grpcclient.InferenceServerClient(self.urls[index])
-            try:
-                ok = candidate.is_server_ready(headers=self.headers, client_timeout=1.0)
-            except InferenceServerException:
-                ok = False
-            if ok:
-                log.warning("Triton %s unavailable; failing over to %s", self.url, self.urls[index])
-                self.client.close()
-                self.client, self.active = candidate, index
-                self.failovers += 1
-                return True
-            candidate.close()
-        return False
+    def _call(self, what: str, fn: Callable[[_Replica], R]) -> R:
+        try:
+            return self.balancer.call(lambda conn: _answer(conn.url, what, lambda: fn(conn)))
+        except NoReplicaAnswered as exc:
+            raise InferenceError(f"{what}{' at ' if exc.tried else ': '}{exc}") from exc
 
     def _infer(
-        self, model: str, inputs: list[grpcclient.InferInput], outputs: Sequence[str]
+        self,
+        model: str,
+        inputs: list[grpcclient.InferInput] | Callable[[_Replica], list[grpcclient.InferInput]],
+        outputs: Sequence[str],
     ) -> grpcclient.InferResult:
+        """``model`` on one replica, retried once on another when it does not answer.
+        ``inputs``: the tensors, or a function making them for a replica (shared memory)."""
         requested = [grpcclient.InferRequestedOutput(o) for o in outputs]
-        for attempt in range(2):
-            try:
-                return self.client.infer(
-                    model, inputs, outputs=requested, client_timeout=self.endpoint.timeout_s,
-                    headers=self.headers,
-                )  # fmt: skip
-            except InferenceServerException as exc:
-                down = str(exc.status()) in UNAVAILABLE
-                # shared-memory inputs live on this host's server: no failover for them
-                if attempt == 0 and down and self._shm is None and self._failover():
-                    continue
-                raise InferenceError(f"{model} at {self.url}: {exc.message()}") from exc
-        raise AssertionError("unreachable")
+        if model not in self._models:
+            self._models = self._models | {model}
+
+        def infer(conn: _Replica) -> grpcclient.InferResult:
+            return conn.grpc.infer(
+                model, inputs(conn) if callable(inputs) else inputs, outputs=requested,
+                client_timeout=self.endpoint.timeout_s, headers=self.headers,
+            )  # fmt: skip
+
+        return self._call(model, infer)
+
+    def _frames(self, boxed: np.ndarray) -> Callable[[_Replica], list[grpcclient.InferInput]]:
+        """The letterboxed frames as an ``IMAGE`` input for a replica: through its
+        shared-memory region when ``shared_memory``, else in the request."""
+        if self.shared_memory:
+            return lambda conn: [conn.region().tensor(IMAGE, boxed)]
+        image = [_tensor(IMAGE, boxed, "UINT8")]
+        return lambda conn: image
 
     def detect_vehicles(self, frames_bgr: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Letterbox frames (any size) and detect vehicles; boxes in each frame's pixels."""
         side = self.input_side(VEHICLE_DETECTOR)
         boxed = np.stack([_letterbox_rgb(f, side) for f in frames_bgr])
-        sizes = np.array([f.shape[:2] for f in frames_bgr], np.int32)
-        image = self._shm.tensor(IMAGE, boxed) if self._shm else _tensor(IMAGE, boxed, "UINT8")
+        sizes = _tensor(SOURCE_SIZE, np.array([f.shape[:2] for f in frames_bgr], np.int32), "INT32")
+        image = self._frames(boxed)
         res = self._infer(
-            VEHICLE_DETECTOR,
-            [image, _tensor(SOURCE_SIZE, sizes, "INT32")],
-            [BOXES, SCORES, CLASSES, COUNT],
+            VEHICLE_DETECTOR, lambda conn: [*image(conn), sizes], [BOXES, SCORES, CLASSES, COUNT]
         )
         boxes, scores = res.as_numpy(BOXES), res.as_numpy(SCORES)
         classes, counts = res.as_numpy(CLASSES), res.as_numpy(COUNT)
@@ -305,10 +401,9 @@ class AlprClient:
         """The letterbox side ``model`` (``vehicle_detector``, ``plate_locator``) expects,
         read once from the server's model config (``IMAGE`` dims [S, S, 3])."""
         if model not in self._sides:
-            try:
-                cfg = self.client.get_model_config(model, headers=self.headers, as_json=True)
-            except InferenceServerException as exc:
-                raise InferenceError(f"{model} at {self.url}: {exc.message()}") from exc
+            cfg: dict[str, Any] = self._call(
+                model, lambda c: c.grpc.get_model_config(model, headers=self.headers, as_json=True)
+            )
             dims = next(
                 (i.get("dims") for i in cfg["config"]["input"] if i.get("name") == IMAGE), None
             )
@@ -322,10 +417,9 @@ class AlprClient:
         its plate boxes in the frame's pixels and their scores (YOLO alone; no reading)."""
         side = self.input_side(PLATE_LOCATOR)
         boxed = np.stack([_letterbox_rgb(f, side, fast=True) for f in frames_bgr])
-        sizes = np.array([f.shape[:2] for f in frames_bgr], np.int32)
-        image = self._shm.tensor(IMAGE, boxed) if self._shm else _tensor(IMAGE, boxed, "UINT8")
-        res = self._infer(PLATE_LOCATOR, [image, _tensor(SOURCE_SIZE, sizes, "INT32")],
-                          [BOXES, SCORES, COUNT])  # fmt: skip
+        sizes = _tensor(SOURCE_SIZE, np.array([f.shape[:2] for f in frames_bgr], np.int32), "INT32")
+        image = self._frames(boxed)
+        res = self._infer(PLATE_LOCATOR, lambda conn: [*image(conn), sizes], [BOXES, SCORES, COUNT])
         boxes, scores, counts = res.as_numpy(BOXES), res.as_numpy(SCORES), res.as_numpy(COUNT)
         return [
             PlateBoxes(boxes[i][: int(counts[i][0])], scores[i][: int(counts[i][0])])

@@ -100,9 +100,13 @@ def build_pipeline(camera_id: str, cfg: EdgeConfig, triton_url: str, metrics: Me
 
     cam = cfg.cameras[camera_id]
     mode = mode_for(cam)
-    endpoint = TritonEndpoint(triton_url, cfg.triton.timeout_s, fallbacks=tuple(cfg.triton.urls))
+    endpoint = TritonEndpoint(
+        triton_url, cfg.triton.timeout_s, tuple(cfg.triton.urls), cfg.triton.balance_settings()
+    )
     det_client = AlprClient(endpoint, shared_memory=cfg.triton.shared_memory)
     read_client = AlprClient(endpoint)
+    metrics.watch_triton(camera_id, "detector", det_client.balancer)
+    metrics.watch_triton(camera_id, "reader", read_client.balancer)
     formats = select(load_formats(), cam.regions)
     worker = ReadWorker(
         mode.reader(read_client, formats), max_batch=cfg.triton.max_batch,
