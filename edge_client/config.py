@@ -307,7 +307,9 @@ class Camera(Strict):
         None, gt=0, le=240, description="cap on processed frames per second"
     )
     inference_size: Literal[640] = Field(
-        640, description="detector input size (fixed by the model)"
+        640,
+        description="unused, kept so older configs load: the detector's input side is the "
+        "model's (`dims` in its config.pbtxt), which the client reads from the server",
     )
     roi: Roi = Field(default_factory=Roi)
     zone: Zone | None = Field(None, description="gate zone: polygon, counting line, idle rate")
@@ -333,6 +335,14 @@ class Camera(Strict):
         "`auto` pick PyAV when installed; `nvdec` is not implemented (decodes on the CPU)",
     )
     loop: bool = Field(False, description="restart a file source at its end (soak tests)")
+    realtime: bool = Field(
+        False,
+        description="play a file source at its frame rate like a live camera (frames are "
+        "dropped, not waited for, when the loop is behind): load and chaos tests",
+    )
+    playback_speed: float = Field(
+        1.0, gt=0, le=100, description="with `realtime`: media seconds played per wall second"
+    )
     rtsp_open_timeout_s: float = Field(
         5.0,
         gt=0,

@@ -178,8 +178,10 @@ class VideoSource:
         max_reconnects: int | None = None,
         timeouts: StreamTimeouts = DEFAULT_TIMEOUTS,
         decoder: Decoder = Decoder.OPENCV,
+        speed: float = 1.0,
     ) -> None:
         self.camera, self.source, self.out = camera, source, out
+        self.speed = speed  # a real-time file: media seconds per wall second
         self.decoder = decoder
         self.process_every, self.max_fps = process_every, max_fps
         self.start_frame, self.loop = start_frame, loop
@@ -276,7 +278,11 @@ class VideoSource:
             index = cap.seek_frame(self.start_frame)
         min_gap = 1.0 / self.max_fps if self.max_fps else 0.0
         last_media = -1e9
+        paced = self.realtime and not self.live  # a file played as a camera
+        wall0 = time.monotonic() - index / fps / self.speed
         while not self.stop_event.is_set():
+            if paced:  # each frame at its media time (scaled by speed)
+                self.stop_event.wait(max(0.0, wall0 + index / fps / self.speed - time.monotonic()))
             t0 = time.monotonic()
             decoded = cap.read()
             stalled = self.live and time.monotonic() - t0 >= self.timeouts.read_s
@@ -315,6 +321,8 @@ class VideoSourceFactory:
     loop: bool = False
     timeouts: StreamTimeouts = DEFAULT_TIMEOUTS
     decoder: Decoder = Decoder.OPENCV
+    realtime: bool = False  # a file played at its frame rate (times speed), as a camera
+    speed: float = 1.0
 
     @property
     def kind(self) -> SourceKind:
@@ -328,4 +336,5 @@ class VideoSourceFactory:
         return VideoSource(
             camera, self.url, out, process_every=self.process_every, max_fps=self.max_fps,
             start_frame=start_frame, loop=self.loop, timeouts=self.timeouts, decoder=self.decoder,
+            realtime=self.realtime or None, speed=self.speed,
         )  # fmt: skip

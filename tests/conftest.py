@@ -94,6 +94,7 @@ TEST_MARKS: dict[str, tuple[str, ...]] = {
     "test_procs.py::test_sigkilled_tritonserver_leaves_no_stub": ("server",),
     "test_procs.py::test_services_launcher_leaves_nothing": ("server", "redis"),
     "test_procs.py::test_demo_sigterm_stops_everything": ("server", "redis"),
+    "test_bench_scale.py::test_scale_smoke": ("server", "redis"),
 }
 # Executables a unit test must not start -> the marker the test is missing.
 SERVICE_BINARIES = {

@@ -49,11 +49,14 @@ def source_factory(cam: Camera) -> SourceFactory:
     timeouts = StreamTimeouts(cam.rtsp_open_timeout_s, cam.rtsp_read_timeout_s)
     detect = VideoSourceFactory(
         cam.source, process_every=cam.process_every, max_fps=cam.max_fps, loop=cam.loop,
-        timeouts=timeouts, decoder=decoder,
+        timeouts=timeouts, decoder=decoder, realtime=cam.realtime, speed=cam.playback_speed,
     )  # fmt: skip
     if cam.read_source is None:
         return detect
-    read = VideoSourceFactory(cam.read_source, loop=cam.loop, timeouts=timeouts, decoder=decoder)
+    read = VideoSourceFactory(
+        cam.read_source, loop=cam.loop, timeouts=timeouts, decoder=decoder,
+        realtime=cam.realtime, speed=cam.playback_speed,
+    )  # fmt: skip
     m = cam.stream_match
     return PairedSourceFactory(detect, read, max_drift_s=m.max_drift_s, buffer=m.buffer)
 
@@ -229,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
             "read_requests": edge.worker.requests,
             "sinks": edge.sinks.stats(),
             "source_error": source_error,
+            "last_frame": pipeline.last_frame,
             "decode": asdict(src.stats.decode) if src is not None else None,
         }
         if isinstance(src, PairedSource):

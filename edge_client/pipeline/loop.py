@@ -124,6 +124,11 @@ class CameraPipeline:
     def fps(self) -> float:
         return self.stats.fps(self.stages.monotonic())
 
+    @property
+    def last_frame(self) -> int:
+        """Index of the last frame taken from the source (processed or idle-skipped)."""
+        return self._last_frame
+
     def _periodic(self, source: Source) -> None:
         now = self.stages.monotonic()
         m, cam = self.metrics, self.id
