@@ -60,7 +60,7 @@ def test_scale_smoke(tmp_path: Path) -> None:
         assert sum(phase["locator_requests"]) > 0 and fraction(phase["replica_share_min"])
         assert sum(phase["replica_share"]) == pytest.approx(1.0, abs=0.01)
         assert phase["events_got"] + phase["events_missed"] == phase["events_expected"]
-    assert steady["replicas"] == 2 and 0.3 <= res["replica_share_min"] <= 0.5
+    assert steady["replicas"] == 2 and 0.2 <= res["replica_share_min"] <= 0.5  # least_outstanding
     assert chaos["phase"] == "chaos" and chaos["replica_kills"] >= 1
     assert 0 < res["redis_failover_s"] < 60
     # nothing the cameras emitted is lost or doubled between them and the gate's records
