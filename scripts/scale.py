@@ -255,8 +255,11 @@ class Camera:
 
 def edge_configs(
     work: Path, video: Path, names: list[str], urls: list[str], redis_cfg: dict[str, Any],
-    speed: float,
+    speed: float, pass_media_s: float,
 ) -> list[Camera]:  # fmt: skip
+    # a plate stays in view for at most ~4 s of video: a track broken by dropped frames
+    # must not report it again (dedup window, in wall time), a later pass must
+    dedup_s = round(min(0.5 * pass_media_s, 8.0) / speed, 1)
     cams = []
     for name in names:
         port = free_port()
@@ -266,7 +269,7 @@ def edge_configs(
             "playback_speed": speed, "regions": ["uk", "eu", "us", "br"],
             "thresholds": {"detection": 0.5, "min_box_px": 20, "stable_frames": 2},
             "tracking": {"high_score": 0.5, "low_score": 0.3, "match_iou": 0.1, "lost_frames": 4},
-            "dedup_window_s": 10,
+            "dedup_window_s": dedup_s,
             "sinks": [{"type": "jsonl", "path": str(events)},
                       {"type": "redis_stream", "stream": STREAM, "maxlen": 100_000}],
         }  # fmt: skip
@@ -429,7 +432,7 @@ class Run:
         servers = self.replicas[:k]
         cams = edge_configs(
             self.work, self.video, names, [s.grpc_url for s in servers], self.redis.config(),
-            self.args.speed,
+            self.args.speed, self.truth["frames"] / self.truth["fps"],
         )  # fmt: skip
         counter = RequestCounter(servers)
         counter.start()
