@@ -188,9 +188,16 @@ class PyAVCapture:
                 return None
             except self.av.error.EOFError:
                 return None
-            except (self.av.error.InvalidDataError, self.av.error.ValueError):
-                self.stats.corrupt_packets += 1  # demux error: the generator may resume
+            except (self.av.error.InvalidDataError, ValueError):
+                # a demux error ends PyAV's packet generator: count it and go on reading
+                # from where the demuxer stopped with a new one
+                self.stats.corrupt_packets += 1
                 errors += 1
+                self._packets = self.container.demux(self.stream)
+            except IndexError:  # PyAV's end-of-file flush, after corrupt data made the
+                # demuxer add a stream; a new generator flushes only ours
+                errors += 1
+                self._packets = self.container.demux(self.stream)
             except OSError:  # network errors, timeouts (ETIMEDOUT): the stream is gone
                 return None
         log.warning("%d undemuxable packets in a row: ending the stream", errors)

@@ -129,11 +129,15 @@ class PairedSource:
         self.read.stop()
 
     def _pull(self, block_until: float | None) -> bool:
-        """Move read frames into the matcher: all that are queued, and (files) wait until
-        one is at or past ``block_until``. False once the read stream has ended."""
+        """Move read frames into the matcher: (live) all that are queued; (files) until one
+        is at or past ``block_until``, waiting for it, and no further: the rest wait in
+        their queue, else a slow loop would let the buffer run ahead of the detect stream.
+        False once the read stream has ended."""
         while not self._stop.is_set():
             newest = self.matcher.newest()
             need = block_until is not None and (newest is None or newest < block_until)
+            if block_until is not None and not need:
+                return True
             try:
                 item = self._rq.get(timeout=0.2) if need else self._rq.get_nowait()
             except queue.Empty:
