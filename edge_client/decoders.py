@@ -9,8 +9,8 @@
   what it skips. A packet the demuxer or the decoder refuses is counted
   (``corrupt_packets`` / ``decode_errors``) and decoding goes on with the next one; a frame
   FFmpeg decoded with concealed errors is marked ``corrupt`` (the camera loop tracks it but
-  never reads a plate from it). Frames carry their presentation time (``pts``), which the
-  two-stream matcher uses.
+  never reads a plate from it). Frames carry their presentation time (``pts``; the source
+  still times file frames by index / frame rate).
 - ``opencv``: ``cv2.VideoCapture``; FFmpeg conceals errors silently (nothing counted) and
   frame times are ``index / fps``.
 

@@ -9,7 +9,7 @@ within ``max_drift_s`` (``FrameMatcher``); otherwise it leaves without one, is c
 (``unmatched``), and the loop crops from the sub-stream frame as with one stream. The
 loop scales each box by the two frames' sizes (``scale_box``).
 
-Times: files are matched on media time (PyAV's presentation times, or index / fps);
+Times: files are matched on media time (frame index / frame rate);
 live streams on arrival time, which bounds the drift by the two decoders' latency
 difference (a camera's RTCP sender reports are not exposed by FFmpeg's demuxer).
 A file's read stream is not real time: the matcher waits for it (nothing dropped); a live
