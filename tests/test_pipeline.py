@@ -86,8 +86,12 @@ class Car:
 class FakeSource:
     """A file (or live) source: every frame, then END, straight into the loop's queue."""
 
-    def __init__(self, n: int, live: bool = False, resumable: bool = True) -> None:
+    def __init__(
+        self, n: int, live: bool = False, resumable: bool = True, read_scale: int = 0,
+        corrupt: frozenset[int] = frozenset(),
+    ) -> None:  # fmt: skip
         self.n, self.live, self.resumable = n, live, resumable
+        self.read_scale, self.corrupt = read_scale, corrupt  # two streams; bad frames
         self.stats = SourceStats()
         self.start_frame: int | None = None
         self.out: queue.Queue[Frame | None] | None = None
@@ -102,7 +106,13 @@ class FakeSource:
         for i in range(self.start_frame, self.n):
             image = np.full((H, W, 3), 90, np.uint8)
             image[..., 2] = i  # the frame number, for the fake detector (crops keep it)
-            self.out.put_nowait(Frame(CAM, i, i / FPS, image))
+            main = None
+            if self.read_scale:  # the main stream: the same instant at a higher resolution
+                k = self.read_scale
+                main = np.ascontiguousarray(image.repeat(k, axis=0).repeat(k, axis=1))
+            self.out.put_nowait(
+                Frame(CAM, i, i / FPS, image, corrupt=i in self.corrupt, read_image=main)
+            )
         self.out.put_nowait(END)
         return self
 
@@ -305,7 +315,8 @@ def config(tmp_path: Path, **camera: Any) -> EdgeConfig:
 def run(
     tmp_path: Path, cars: Sequence[Car], frames: int, answers: dict[int, list[Answer]], *,
     cache_up: bool = True, fail: frozenset[int] = frozenset(), live: bool = False,
-    reported: Sequence[Reported] = (), cursor: int = 0, **camera: Any,
+    reported: Sequence[Reported] = (), cursor: int = 0, read_scale: int = 0,
+    corrupt: frozenset[int] = frozenset(), **camera: Any,
 ) -> Run:  # fmt: skip
     cfg = config(tmp_path, **camera)
     cam = cfg.cameras[CAM]
@@ -316,7 +327,9 @@ def run(
     class_id = PLATE_CLASS if cam.mode == "plates" else 2
     detector = FakeDetector(cars, clock, class_id, fail=fail, offset=offset)
     worker, cache, sink = FakeWorker(answers), FakeCache(cache_up), ListSink()
-    source = FakeSource(frames, live=live, resumable=not live)
+    source = FakeSource(
+        frames, live=live, resumable=not live, read_scale=read_scale, corrupt=corrupt
+    )
     resume, metrics = FakeResume(reported, cursor), Metrics()
     ids = iter(f"{n:x}".ljust(32, "0") for n in range(1, 10_000))  # run id "10000000"
     stages = Stages(
@@ -616,3 +629,61 @@ def test_video_source_factory(url: str, live: bool, resumable: bool) -> None:
     assert VideoSourceFactory(url, loop=True).resumable is False
     src = factory(CAM, queue.Queue(), 0)
     assert src.live is live and src.stats.dropped == 0
+
+
+# --- ingest and tuning aids wired into the loop ----------------------------------------------
+def job_crop(r: Run) -> np.ndarray:
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(r.worker.jobs[0].jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
+    return img
+
+
+def test_read_crop_comes_from_the_main_stream(tmp_path: Path) -> None:
+    """With a matched main-stream frame the box is scaled and the crop cut from it."""
+    one = run(tmp_path / "one", [Car(0, 12)], 20, {1: ["AB123CD"]}, mode="plates")
+    two = run(tmp_path / "two", [Car(0, 12)], 20, {1: ["AB123CD"]}, mode="plates", read_scale=2)
+    a, b = job_crop(one), job_crop(two)
+    assert b.shape[0] == pytest.approx(2 * a.shape[0], abs=3)
+    assert b.shape[1] == pytest.approx(2 * a.shape[1], abs=3)
+    (e1,), (e2,) = one.sink.events, two.sink.events
+    assert e1.plate == e2.plate and e2.box == e1.box  # events stay in detect-stream pixels
+
+
+def test_corrupt_frames_are_tracked_not_read(tmp_path: Path) -> None:
+    r = run(tmp_path, [Car(0, 12)], 20, {1: ["AB123CD"]}, mode="plates",
+            corrupt=frozenset(range(20)))  # fmt: skip
+    assert r.stats.tracks == 1 and r.stats.reads == 0 and r.sink.events == []
+
+
+def test_events_carry_their_images_by_kind(tmp_path: Path) -> None:
+    r = run(tmp_path, [Car(0, 12)], 20, {1: ["AB123CD"]}, mode="plates",
+            crops={"save_frame": True})  # fmt: skip
+    (e,) = r.sink.events
+    assert set(e.images) == {"plate", "frame"} and e.images["plate"] == e.crop_path
+    import cv2
+
+    frame = cv2.imread(e.images["frame"])
+    assert frame is not None and frame.shape[:2] == (H, W)
+    plain = run(tmp_path / "plain", [Car(0, 12)], 20, {1: ["AB123CD"]}, mode="vehicles")
+    assert set(plain.sink.events[0].images) == {"vehicle"}
+
+
+def test_unread_tracks_keep_their_best_crop(tmp_path: Path) -> None:
+    r = run(tmp_path, [Car(0, 12)], 20, {1: ["XX", "XX", "XX"]}, mode="plates",
+            unread_crops={"enabled": True})  # fmt: skip
+    assert r.stats.no_plate == 1 and r.stats.unread_saved == 1
+    (jpg,) = (tmp_path / "unread" / CAM).rglob("*_no_plate.jpg")
+    assert jpg.with_suffix(".json").is_file()
+    off = run(tmp_path / "off", [Car(0, 12)], 20, {1: ["XX", "XX", "XX"]}, mode="plates")
+    assert off.stats.unread_saved == 0 and not (tmp_path / "off" / "unread").exists()
+
+
+def test_enhancement_applies_to_dark_crops_only(tmp_path: Path) -> None:
+    dark = {"enhance": {"enabled": True, "only_below_brightness": 200}}
+    bright = {"enhance": {"enabled": True, "only_below_brightness": 10}}
+    r = run(tmp_path, [Car(0, 12)], 20, {1: ["AB123CD"]}, mode="plates", crops=dark)
+    assert r.stats.enhanced == r.stats.reads == 1
+    r = run(tmp_path / "b", [Car(0, 12)], 20, {1: ["AB123CD"]}, mode="plates", crops=bright)
+    assert r.stats.enhanced == 0 and r.stats.reads == 1
