@@ -187,7 +187,8 @@ def test_stalled_rtsp_fails_within_open_timeout_then_reconnects(
     silent: SilentServer, decoder: Decoder
 ) -> None:
     factory = VideoSourceFactory(
-        f"rtsp://127.0.0.1:{silent.port}/x", timeouts=StreamTimeouts(OPEN_TIMEOUT_S, 2.0),
+        f"rtsp://127.0.0.1:{silent.port}/x",
+        timeouts=StreamTimeouts(OPEN_TIMEOUT_S, 2.0),
         decoder=decoder,
     )
     q: queue.Queue = queue.Queue(4)
@@ -249,9 +250,7 @@ def test_mid_stream_stall_is_caught_by_read_timeout(
     proc, url = rtsp_server
     timeouts = StreamTimeouts(OPEN_TIMEOUT_S, READ_TIMEOUT_S)
     q: queue.Queue = queue.Queue(1000)
-    src = VideoSource(
-        "c", url, q, timeouts=timeouts, backoff=Backoff(0.2, 0.5), decoder=decoder
-    )
+    src = VideoSource("c", url, q, timeouts=timeouts, backoff=Backoff(0.2, 0.5), decoder=decoder)
     src.start()
     try:
         assert wait_until(lambda: src.stats.decoded >= 10, 30), "no frames from the server"
@@ -263,9 +262,7 @@ def test_mid_stream_stall_is_caught_by_read_timeout(
         elapsed = time.monotonic() - t0
         assert elapsed < READ_TIMEOUT_S + 1.0, f"stall caught after {elapsed:.1f}s"
         # reopening the frozen server fails (open timeout), then backoff and retries
-        assert wait_until(
-            lambda: src.stats.errors > errors, 4 * (READ_TIMEOUT_S + OPEN_TIMEOUT_S)
-        )
+        assert wait_until(lambda: src.stats.errors > errors, 4 * (READ_TIMEOUT_S + OPEN_TIMEOUT_S))
         assert src.stats.open_error is not None
         decoded = src.stats.decoded
         proc.send_signal(signal.SIGCONT)  # the camera is back: reconnect and decode again
