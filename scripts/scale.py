@@ -562,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.smoke:
         args.cameras, args.replicas, args.chaos_replicas = 2, "2", 2
-        args.phase_s, args.chaos_s, args.kill_every, args.speed = 40.0, 90.0, 30.0, 0.5
+        args.phase_s, args.chaos_s, args.kill_every, args.speed = 25.0, 50.0, 20.0, 0.5
     ks = sorted({int(k) for k in args.replicas.split(",")})
     if min(ks) < 1 or args.cameras < 1 or args.chaos_replicas < 1:
         print("scale.py: --cameras and replica counts must be >= 1", file=sys.stderr)
