@@ -337,7 +337,19 @@ def stop_cameras(cams: list[Camera]) -> None:
 
 
 # --- accounting -----------------------------------------------------------------------------
-def account(cams: list[Camera], truth: dict[str, Any]) -> dict[str, Any]:
+def plate_events(cams: list[Camera]) -> dict[str, list[dict[str, Any]]]:
+    """Each camera's plate events, from its local JSONL record (read once per phase)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for c in cams:
+        lines = c.events.read_text().splitlines() if c.events.exists() else []
+        events = (json.loads(line) for line in lines)
+        out[c.name] = [ev for ev in events if ev.get("kind", "plate") == "plate"]
+    return out
+
+
+def account(
+    cams: list[Camera], events: dict[str, list[dict[str, Any]]], truth: dict[str, Any]
+) -> dict[str, Any]:  # fmt: skip
     """Events against the truth: a plate is expected once per pass of the loop that the
     camera processed to the plate's last frame (``missed``: no event for it: a reading
     miss, or a read lost to a fault); more than one event for it is a duplicate; a text not
@@ -350,20 +362,16 @@ def account(cams: list[Camera], truth: dict[str, Any]) -> dict[str, Any]:
         frames += int(summary.get("frames", 0)) + int(summary.get("idle_skipped", 0))
         last = int(summary.get("last_frame", 0))
         seen: Counter[tuple[str, int]] = Counter()
-        for line in c.events.read_text().splitlines() if c.events.exists() else []:
-            ev = json.loads(line)
-            if ev.get("kind", "plate") != "plate":
-                continue
+        for ev in events[c.name]:
             if ev["plate"] not in plates:
                 misread += 1
                 continue
             seen[(ev["plate"], int(ev["frame"]) // per_pass)] += 1
-        first = 0  # each phase's cameras are new: a fresh start at frame 0
-        want = {
+        want = {  # each phase's cameras are new: they start at frame 0
             (t, k)
-            for k in range(first // per_pass, last // per_pass + 1)
+            for k in range(last // per_pass + 1)
             for t, p in plates.items()
-            if k * per_pass + p["inside"][0] >= first and k * per_pass + p["last_frame"] < last
+            if k * per_pass + p["last_frame"] < last
         }
         expected += len(want)
         got += sum(1 for key in want if seen[key])
@@ -375,24 +383,13 @@ def account(cams: list[Camera], truth: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def emitted_ids(cams: list[Camera]) -> list[str]:
-    """Plate event ids the clients emitted (their local JSONL record)."""
-    ids = []
-    for c in cams:
-        for line in c.events.read_text().splitlines() if c.events.exists() else []:
-            ev = json.loads(line)
-            if ev.get("kind", "plate") == "plate":
-                ids.append(str(ev["event_id"]))
-    return ids
-
-
 def delivery(
-    cams: list[Camera], client: redis.Redis, db: Path | None
+    events: dict[str, list[dict[str, Any]]], client: redis.Redis, db: Path | None
 ) -> dict[str, int]:  # fmt: skip
     """Emitted plate events against the stream (and the gate's records, with ``db``):
     ``events_lost`` = emitted but not in the stream + in the stream but never decided."""
-    names = {c.name for c in cams}
-    emitted = emitted_ids(cams)
+    names = set(events)
+    emitted = [str(ev["event_id"]) for evs in events.values() for ev in evs]
     in_stream: Counter[str] = Counter()
     entries: list[tuple[str, dict[str, str]]] = client.xrange(STREAM, "-", "+")  # type: ignore[assignment]
     for _, fields in entries:
@@ -451,9 +448,11 @@ class Run:
         buckets: Counter[float] = Counter()
         for text in texts:
             buckets.update(read_buckets(text))
-        acc = account(cams, self.truth)
+        events = plate_events(cams)  # the clients have stopped: their records are complete
+        acc = account(cams, events, self.truth)
         time.sleep(5 if chaos else 1)  # the stream sink and the gate catch up
-        acc.update(delivery(cams, self.redis.client(), self.work / "history.db" if chaos else None))
+        db = self.work / "history.db" if chaos else None
+        acc.update(delivery(events, self.redis.client(), db))
         p95 = quantile(buckets, 0.95)
         out = {
             "phase": name, "replicas": k, "cameras": len(cams), "seconds": round(wall, 1),
