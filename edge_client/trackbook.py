@@ -30,6 +30,11 @@ def sharpness(image: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
+# After a read that found no text, a crop of another frame this good relative to the one
+# read replaces it (see ``TrackRecord.offer_crop``).
+REREAD_MIN_QUALITY = 0.8
+
+
 def crop_quality(box: Box, crop: np.ndarray) -> float:
     """Bigger and sharper is better; sharpness saturates so size still counts."""
     h = max(1.0, box[3] - box[1])
@@ -91,15 +96,27 @@ class TrackRecord:
         frame_image: np.ndarray | None = None,
     ) -> bool:  # fmt: skip
         """Keep ``crop`` if it beats the best so far (``frame_image``: its whole frame, kept
-        with it when given)."""
+        with it when given). While the best crop is one the reader found no text on, a
+        crop of another frame at least ``REREAD_MIN_QUALITY`` as good replaces it: the
+        reader's text-line search fails on some crops of a plate and succeeds on the next
+        frame's, so a retry needs a fresh crop, not a better one."""
         q = weight * crop_quality(box, crop)
-        if q > self.best_quality:  # copy only the keeper: the frame buffer is reused
+        if q > self.best_quality or (
+            self.read_nothing_on_best() and frame != self.best_frame
+            and q >= REREAD_MIN_QUALITY * self.best_quality
+        ):  # fmt: skip  # copy only the keeper: the frame buffer is reused
             self.best_quality, self.best_crop = q, crop.copy()
             self.best_frame, self.best_box = frame, box
             if frame_image is not None:
                 self.best_frame_image = frame_image.copy()
             return True
         return False
+
+    def read_nothing_on_best(self) -> bool:
+        """The last read found no text, and it read the crop that is still the best."""
+        return (
+            bool(self.reads) and not self.reads[-1].text and self.reads[-1].frame == self.best_frame
+        )
 
 
 def is_stable(rec: TrackRecord, thr: Thresholds) -> bool:
@@ -112,7 +129,8 @@ def is_stable(rec: TrackRecord, thr: Thresholds) -> bool:
 
 def should_read(rec: TrackRecord, thr: Thresholds, now_wall: float) -> bool:
     """First read once stable; a retry only after a low-confidence read, on a clearly
-    better frame, within the retry budget."""
+    better frame (after a read that found no text: on any other frame's crop), within
+    the retry budget."""
     if rec.status is not TrackStatus.PENDING or rec.in_flight or rec.best_crop is None:
         return False
     if now_wall < rec.retry_after or not is_stable(rec, thr):
@@ -122,7 +140,12 @@ def should_read(rec: TrackRecord, thr: Thresholds, now_wall: float) -> bool:
     if rec.attempts > thr.max_retries:
         return False
     confident = any(r.confidence >= thr.read_confidence and r.text for r in rec.reads)
-    return not confident and rec.best_quality > thr.retry_quality_gain * rec.quality_at_last_read
+    if confident:
+        return False
+    last = rec.reads[-1] if rec.reads else None
+    if last is not None and not last.text and last.frame >= 0:
+        return rec.best_frame != last.frame
+    return rec.best_quality > thr.retry_quality_gain * rec.quality_at_last_read
 
 
 def should_decide(rec: TrackRecord, thr: Thresholds, plausible: bool) -> bool:

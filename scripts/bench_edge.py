@@ -39,6 +39,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import tritonclient.grpc as grpcclient
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,9 +57,11 @@ from ensemble.contracts import PLATE_LOCATOR  # noqa: E402
 from ensemble.engines import VehicleDetector  # noqa: E402
 from ensemble.image_io import encode_jpeg  # noqa: E402
 from ensemble.ops.server_process import inference_counts, start_triton  # noqa: E402
+from ensemble.params import PlateLocatorParams  # noqa: E402
 from ensemble.preprocess import letterbox  # noqa: E402
 
 CROPS = Crops()  # the plates camera's crop defaults, as edge-client reads them
+FP32_FILE = "yolo_plate.onnx"  # the float YOLO plate network (plate_detector's)
 PHOTOS = REPO.parent / "shared" / "data" / "openalpr-eu"
 
 
@@ -84,10 +87,21 @@ def plate_accuracy(reported: list[str], truth: list[str]) -> dict[str, float | i
     }  # fmt: skip
 
 
-def model_ceiling(video_frames: list[np.ndarray], side: int) -> dict[str, float]:
+def locator_file(triton_url: str) -> str:
+    """The ONNX file the running ``plate_locator`` serves (its ``onnx_file`` parameter)."""
+    grpc = grpcclient.InferenceServerClient(triton_url)
+    try:
+        cfg = grpc.get_model_config(PLATE_LOCATOR, as_json=True)["config"]
+    finally:
+        grpc.close()
+    param = cfg.get("parameters", {}).get("onnx_file", {}).get("string_value")
+    return str(param or PlateLocatorParams.model_fields["onnx_file"].default)
+
+
+def model_ceiling(video_frames: list[np.ndarray], side: int, onnx_file: str) -> dict[str, Any]:
     """The locator's network alone, in process (onnxruntime's default threads)."""
     det = VehicleDetector(
-        REPO / "model_repository" / PLATE_LOCATOR / "1" / "yolo_plate.onnx",
+        REPO / "model_repository" / PLATE_LOCATOR / "1" / onnx_file,
         classes=(0,),
         input_size=side,
     )
@@ -101,7 +115,8 @@ def model_ceiling(video_frames: list[np.ndarray], side: int) -> dict[str, float]
     for b, hw in zip(boxed, sizes, strict=True):
         det.detect(b, [hw])
     dt = time.perf_counter() - t0
-    return {"frames": len(boxed), "seconds": dt, "fps": len(boxed) / dt, "input_side": side}
+    return {"frames": len(boxed), "seconds": dt, "fps": len(boxed) / dt, "input_side": side,
+            "onnx_file": onnx_file}  # fmt: skip
 
 
 def camera_config(
@@ -155,11 +170,35 @@ def run_cameras(config: Path, cameras: int) -> list[dict[str, Any]]:
 
 def per_track(config: Path, truth: list[str]) -> dict[str, Any]:
     (s,) = run_cameras(config, 1)
+    return track_result(s, truth)
+
+
+def track_result(s: dict[str, Any], truth: list[str]) -> dict[str, Any]:
     return {
         "frames": s["frames"], "fps": s["fps"], "ocr_calls": s["reads"],
         "requests": s["read_requests"], "tracks": s["tracks"], "events": len(s["plates"]),
         "plates": s["plates"], **plate_accuracy(s["plates"], truth),
     }  # fmt: skip
+
+
+def side_by_side(
+    new_cfg: Path, old_cfg: Path, truth: list[str], repeats: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The new and the old path ``repeats`` times each, alternating (machine noise hits
+    both alike): the worst run's plates and counts, the median fps, every run's fps and
+    plates."""
+    runs: dict[str, list[dict[str, Any]]] = {"new": [], "old": []}
+    for _ in range(repeats):
+        for key, cfg in (("new", new_cfg), ("old", old_cfg)):
+            runs[key].append(track_result(run_cameras(cfg, 1)[0], truth))
+    out = []
+    for key in ("new", "old"):
+        first = dict(min(runs[key], key=lambda r: r["accuracy"]))  # the worst run
+        fps = [r["fps"] for r in runs[key]]
+        first["fps"], first["runs_fps"] = float(np.median(fps)), fps
+        first["runs_plates"] = [r["plates"] for r in runs[key]]
+        out.append(first)
+    return out[0], out[1]
 
 
 def per_frame(client: AlprClient, video_frames: list[np.ndarray], truth: list[str]) -> dict:
@@ -220,13 +259,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", type=Path, default=PHOTOS, help="labelled photos for the clip")
     ap.add_argument("--photo-limit", type=int, default=20, help="photos in the real clip")
     ap.add_argument("--cameras", default="1,2,4,8", help="camera counts to run at once")
-    ap.add_argument("--smoke", action="store_true", help="tiny run (tests): cameras 1,2; 3 photos")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of the new and the old path each, alternating (median fps)",
+    )
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny run (tests): cameras 1,2; 3 photos; one run each")  # fmt: skip
     ap.add_argument("--triton-url", help="use this running server (gRPC host:port)")
     ap.add_argument("--metrics-url", help="its metrics endpoint (with --triton-url)")
     ap.add_argument("--redis-url", help="use this running Redis")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.cameras, args.photo_limit = "1,2", 3
+        args.cameras, args.photo_limit, args.repeats = "1,2", 3, 1
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
     if bool(args.triton_url) != bool(args.metrics_url):
         ap.error("--triton-url and --metrics-url go together")
     counts = [int(c) for c in args.cameras.split(",") if c.strip()]
@@ -252,12 +300,16 @@ def main(argv: list[str] | None = None) -> int:
         demo_frames = frames(video)
         side = client.input_side(PLATE_LOCATOR)
         print("model ceiling ...", file=sys.stderr)
-        ceiling = model_ceiling(demo_frames, side)
-        print("plates (locator) and plates_before (detector) ...", file=sys.stderr)
-        new = per_track(camera_config(work, "new", video, triton_url, redis_url,
-                                      finder="locator"), truth)  # fmt: skip
-        old = per_track(camera_config(work, "old", video, triton_url, redis_url,
-                                      finder="detector"), truth)  # fmt: skip
+        served = locator_file(triton_url)
+        ceiling = model_ceiling(demo_frames, side, served)
+        ceiling_fp32 = model_ceiling(demo_frames, side, FP32_FILE) if served != FP32_FILE else None
+        print(f"plates (locator) and plates_before (detector), {args.repeats} runs each, "
+              "alternating ...", file=sys.stderr)  # fmt: skip
+        new, old = side_by_side(
+            camera_config(work, "new", video, triton_url, redis_url, finder="locator"),
+            camera_config(work, "old", video, triton_url, redis_url, finder="detector"),
+            truth, args.repeats,
+        )  # fmt: skip
         print("per-frame reading ...", file=sys.stderr)
         frame = per_frame(client, demo_frames, truth)
         clip_result: dict[str, Any] | None = None
@@ -304,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         "clip": clip_result,
         "cameras": cams,
         "model_ceiling": ceiling,
+        "model_ceiling_fp32": ceiling_fp32,
         "plates": new,
         "plates_before": old,
         "per_frame": frame,
@@ -317,8 +370,12 @@ def main(argv: list[str] | None = None) -> int:
                    "tracking, reads); camera: the demo camera of config/edge.yaml (plates "
                    "mode) with zone idle skipping off (idle_every 1), so every frame is "
                    "detected",
-            "model_ceiling_fps": "the locator's ONNX network + YOLO decoding in process "
-                                 "(onnxruntime default threads), frames letterboxed beforehand",
+            "model_ceiling_fps": "the locator's ONNX network (the file plate_locator serves) + "
+                                 "YOLO decoding in process (onnxruntime default threads), "
+                                 "frames letterboxed beforehand; model_ceiling_fp32: the same "
+                                 "with the float network",
+            "plates_fps": "median over --repeats runs, new and before alternating; each run's "
+                          "fps in plates.runs_fps / plates_before.runs_fps",
             "accuracy": "distinct plates reported correctly / max(truth plates, distinct "
                         "plates reported); only plate events count (vehicle events are the "
                         "zone's end-of-track records)",

@@ -78,6 +78,28 @@ def rec(age: int = 5, score: float = 0.8, height: float = 40, **kw: object) -> T
 
 
 @pytest.mark.parametrize(
+    ("last_read", "quality", "replaced"),
+    [
+        (None, 0.9, False),  # not read yet: only a better crop replaces the best
+        (Read("AB12", 0.5, (), 5), 0.9, False),  # text read: only a better crop
+        (Read("", 0.0, (), 5), 0.9, True),  # nothing read on it: another frame's will do
+        (Read("", 0.0, (), 5), 0.5, False),  # ... unless much worse
+        (Read("", 0.0, (), 4), 0.9, False),  # the empty read was of an older crop
+    ],
+)  # fmt: skip
+def test_a_crop_the_reader_found_nothing_on_gives_way(
+    last_read: Read | None, quality: float, replaced: bool
+) -> None:
+    r = rec()  # best crop: frame 5
+    if last_read is not None:
+        r.reads.append(last_read)
+    best = r.best_quality
+    side = int(40 * quality)  # a smaller crop of the same texture: lower quality
+    r.offer_crop(np.full((side, 100, 3), 128, np.uint8), 6, (0, 0, 100 * quality, side))
+    assert (r.best_frame == 6) is replaced, (best, r.best_quality)
+
+
+@pytest.mark.parametrize(
     ("record", "expected"),
     [
         (rec(), True),
@@ -91,6 +113,10 @@ def rec(age: int = 5, score: float = 0.8, height: float = 40, **kw: object) -> T
         (rec(attempts=1, reads=[Read("AB12", 0.95)], quality_at_last_read=1.0), False),
         (rec(attempts=1, reads=[Read("AB12", 0.5)], quality_at_last_read=1e9), False),
         (rec(attempts=2, reads=[Read("AB12", 0.5)], quality_at_last_read=1.0), False),
+        # the reader found no text on frame 5's crop: only another frame's is worth a retry
+        (rec(attempts=1, reads=[Read("", 0.0, (), 5)], quality_at_last_read=1.0), False),
+        (rec(attempts=1, reads=[Read("", 0.0, (), 4)], quality_at_last_read=1e9), True),
+        (rec(attempts=2, reads=[Read("", 0.0, (), 4)], quality_at_last_read=1.0), False),
     ],
 )  # fmt: skip
 def test_should_read(record: TrackRecord, expected: bool) -> None:

@@ -262,7 +262,8 @@ class FakeResume:
     """Restart state in memory: a saved cursor and vehicles reported before a restart."""
 
     def __init__(self, reported: Sequence[Reported] = (), cursor: int = 0) -> None:
-        self.known, self.cursor = list(reported), cursor
+        self.known, self.cursor = list(reported), cursor  # reported before this run
+        self.added: list[Reported] = []  # reported by this run: for the next, never matched
         self.saved: list[int] = []
 
     def load_cursor(self) -> int:
@@ -275,7 +276,7 @@ class FakeResume:
         return list(self.known)
 
     def add_reported(self, rep: Reported) -> None:
-        self.known.append(rep)
+        self.added.append(rep)
 
     def match(self, t: float, box: Box) -> Reported | None:
         for rep in reversed(self.known):
@@ -413,6 +414,13 @@ CASES = [
     Case("plates: reported before a restart is not reported again", (Car(0, 12),),
          {1: ["AB123CD"]}, [], {"adopted": 1, "reads": 0, "events": 0}, camera=PLATES,
          reported=(BEFORE,)),
+    Case("plates: nothing read on a standing car's crop, the next frame's is read",
+         (Car(0, 16, dy=0.0, grow=0.0),), {1: ["", "AB123CD"]}, [("plate", "AB123CD")],
+         {"reads": 2, "events": 1, "no_plate": 0}, camera=PLATES),
+    Case("plates: the next car stopping where the last one stood is read (not adopted)",
+         (Car(0, 12), Car(15, 12)), {1: ["AB123CD"], 2: ["XY98ZZT"]},
+         [("plate", "AB123CD"), ("plate", "XY98ZZT")], {"adopted": 0, "events": 2},
+         frames=30, camera={**PLATES, "tracking": {"lost_frames": 2}}),
     Case("plates: a plate cut by the frame edge is never read", (Car(0, 12, x=0.0),),
          {1: ["AB123CD"]}, [], {"tracks": 1, "reads": 0, "events": 0}, camera=PLATES),
     Case("plates: detector down on a file holds the frame", (Car(0, 12),), {1: ["AB123CD"]},
@@ -500,7 +508,7 @@ def test_plate_event_fields(tmp_path: Path) -> None:
     assert e.reported_at == pytest.approx(1_700_000_000.0 + 3 * 0.04)  # three detector calls
     assert e.latency_ms == 0.0  # read and decided between two detector calls (fake clock)
     assert r.worker.jobs[0].frame == e.frame
-    assert r.resume.known[-1].event_id == e.event_id  # remembered for a restart
+    assert r.resume.added[-1].event_id == e.event_id  # remembered for a restart
 
 
 def test_overview_vehicle_event_has_crop_and_colour(tmp_path: Path) -> None:

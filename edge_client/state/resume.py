@@ -7,8 +7,11 @@ Keys (next to the track cache's, same namespace, same TTL):
   processed when none is pending, so nothing in flight at a crash is lost.
 - ``alpr:{camera}:reported:{source_id}`` (sorted set, score = last_seen): one JSON member
   per reported vehicle with its plate, time span and first/last boxes. A new track whose
-  box matches a reported vehicle's (interpolated at the same time) is adopted as already
-  read: no OCR, no second event.
+  box matches one reported *before this run* (interpolated at the same time) is adopted
+  as already read: no OCR, no second event. Vehicles this run reported are written for
+  the next run but never matched in this one: within a run the tracker tells vehicles
+  apart and the plate dedup window catches a split track, while a box match would
+  swallow the next car stopping where the last one stood (a queue at a gate).
 
 Redis being down never raises here: the client then simply resumes from the start and
 relies on the plate dedup window.
@@ -58,7 +61,8 @@ class ResumeState:
         self.r, self.camera, self.ttl_s = client, camera, ttl_s
         self.cursor_key = f"alpr:{camera}:cursor:{source_id(source)}"
         self.reported_key = f"alpr:{camera}:reported:{source_id(source)}"
-        self.known: list[Reported] = []
+        self.known: list[Reported] = []  # reported before this run (load_reported)
+        self.added = 0  # reported by this run (written for the next one)
 
     def _call(self, fn: str, *args: Any, **kw: Any) -> Any:
         if self.r is None:
@@ -96,14 +100,15 @@ class ResumeState:
         return out
 
     def add_reported(self, rep: Reported) -> None:
-        self.known.append(rep)
+        """Remember ``rep`` for a restarted client (not matched by this run)."""
+        self.added += 1
         member = json.dumps(
             {"plate": rep.plate, "t0": rep.t0, "t1": rep.t1, "b0": list(rep.box0),
              "b1": list(rep.box1), "event": rep.event_id}
         )  # fmt: skip
         self._call("zadd", self.reported_key, {member: rep.t1})
         self._call("expire", self.reported_key, self.ttl_s)
-        if len(self.known) % 50 == 0:  # keep the index bounded
+        if self.added % 50 == 0:  # keep the index bounded
             self._call("zremrangebyrank", self.reported_key, 0, -2001)
 
     def match(
