@@ -118,6 +118,7 @@ def test_int8_mirror_is_idempotent_and_a_failure_is_a_warning(
     monkeypatch.setattr(quantize, "quantize_yolo_int8", refuse)
     monkeypatch.setattr(quantize, "RECIPE", "qdq-other")
     assert provision.install_mirror(mirror, repo) is None
+    assert not (repo / INT8).exists()  # the earlier network's int8 file does not linger
     err = capsys.readouterr().err
     assert "not built (cannot find the YOLO Detect head)" in err
     assert "onnx_file to yolo_plate.onnx" in err

@@ -152,7 +152,7 @@ class Mirror:
 
 MIRRORS: tuple[Mirror, ...] = (
     Mirror("plate_locator", "plate_detector/1/yolo_plate.onnx", "plate_locator/1/yolo_plate.onnx"),
-    # the locator's default network (config.pbtxt onnx_file): ~1.8x faster on CPUs with
+    # the locator's default network (config.pbtxt onnx_file): ~1.6x faster on CPUs with
     # VNNI, per-photo plate recall within one plate of the float model (bench/results/locator.json)
     Mirror(
         "plate_locator",
@@ -203,6 +203,9 @@ def install_mirror(item: Mirror, repository: Path) -> Path | None:
     try:
         facts = quantize.quantize_yolo_int8(src, dest)
     except (OnnxModelError, ImportError) as exc:
+        # a stale int8 file of an earlier network must not keep serving in its place
+        dest.unlink(missing_ok=True)
+        _stamp_path(dest).unlink(missing_ok=True)
         _log(
             f"warning: {item.dest} not built ({exc}); set {item.model}'s onnx_file to "
             f"{Path(item.src).name} to serve the float network"
