@@ -19,6 +19,9 @@ Writes ``bench/results/accuracy.json``: the default reader's figures at the top 
 ``rec_ms_per_plate_b1``, ``rec_ms_per_plate_b8``, ``ms_per_photo_eu``, ...), the previous
 reader's under ``previous`` and the plate model's alone under ``plate``, with miss categories and
 confusions per set. ``--limit N`` / ``--crops N`` make a smoke run (the test suite's).
+``--triton-url`` reuses a running server for the default reader's photo runs (it must
+serve ``fused``, i.e. run without ``OVR_ALPR_PLATE_READER``; the test suite passes its
+session server); every other reader gets a fresh server as before.
 
     python scripts/bench_accuracy.py                # full run, ~10 min on 2 cores
 """
@@ -59,13 +62,18 @@ DEFAULT = "fused"
 CROP_REGIONS = {"us_crops_val": ["us"], "br_crops_val": ["br"]}
 
 
-def photos(folder: Path, regions: list[str], reader: str, work: Path, limit: int | None) -> dict:
+def photos(
+    folder: Path, regions: list[str], reader: str, work: Path, limit: int | None,
+    url: str | None = None,
+) -> dict:  # fmt: skip
+    """``alpr-evaluate photos`` with ``reader``: on a fresh server, or on the running one
+    at ``url`` (which serves ``reader``)."""
     summary = work / "summary.json"
+    server = ["--url", url] if url else ["--start-server", "--plate-reader", reader]
     cmd = [
         str(Path(sys.executable).parent / "alpr-evaluate"), "photos", str(folder),
-        "--start-server", "--quiet", "--out", str(work), "--summary", str(summary),
-        "--regions", *regions, "--plate-reader", reader,
-        *(["--limit", str(limit)] if limit else []),
+        *server, "--quiet", "--out", str(work), "--summary", str(summary),
+        "--regions", *regions, *(["--limit", str(limit)] if limit else []),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     out: dict[str, Any] = json.loads(summary.read_text())
@@ -99,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crops", type=int, help="validation crops per set (smoke runs)")
     ap.add_argument("--photo-sets", nargs="*", choices=list(PHOTO_SETS), default=list(PHOTO_SETS))
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "accuracy.json")
+    ap.add_argument(
+        "--triton-url",
+        help=f"a running server serving the default reader ({DEFAULT}) for its photo runs",
+    )
     args = ap.parse_args(argv)
     if DEFAULT not in args.readers:
         ap.error(f"--readers must include {DEFAULT} (the headline)")
@@ -136,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for r in args.readers:
                 print(f"{name}: {r}", file=sys.stderr, flush=True)
-                s = photos(SHARED / name, regions, r, Path(tmp) / f"{key}-{r}", args.limit)
+                url = args.triton_url if r == DEFAULT else None
+                s = photos(SHARED / name, regions, r, Path(tmp) / f"{key}-{r}", args.limit, url)
                 figures[r][f"{key}_exact"] = s["exact"]
                 figures[r][f"{key}_exact_o0_i1_equal"] = s.get("exact_o0_i1_equal")
                 figures[r][f"ms_per_photo_{key}"] = s["ms_per_image"]

@@ -20,7 +20,11 @@ takes any multiple of 32). For each side, on one clip of real photographs
    the larger side's (IoU).
 
 Writes ``bench/results/vehicle_size.json``. ``--smoke`` is the test suite's run (2 photos,
-short clip; correctness only, never time). ``--redis-url`` reuses a running Redis.
+short clip; correctness only, never time). ``--redis-url`` reuses a running Redis;
+``--triton-url SIDE=GRPC_URL`` (once per side) reuses a running server for that side instead
+of starting one (the test suite passes its own servers at 640 and 416): it must serve
+``vehicle_detector`` at that side and the models ``vehicles`` mode calls, and the run still
+checks the side the server declares.
 """
 
 from __future__ import annotations
@@ -88,22 +92,29 @@ def vehicles_camera(work: Path, clip: Path, triton_url: str, redis_url: str) -> 
     return path
 
 
-def edge_run(work: Path, side: int, clip: Path, truth: list[str], redis_url: str) -> dict:
-    """A server with ``vehicle_detector`` at ``side`` and edge-client on the clip."""
-    repo = sized(work / f"repo-{side}", {VEHICLE_DETECTOR: side}, SOURCE, MODELS)
-    server = start_triton(repo, work / f"triton-{side}.log")
+def edge_run(
+    work: Path, side: int, clip: Path, truth: list[str], redis_url: str, url: str | None = None
+) -> dict:
+    """A server with ``vehicle_detector`` at ``side`` (the running one at ``url``, else one
+    started on a sized copy of the repository) and edge-client on the clip."""
+    server = None
+    if url is None:
+        repo = sized(work / f"repo-{side}", {VEHICLE_DETECTOR: side}, SOURCE, MODELS)
+        server = start_triton(repo, work / f"triton-{side}.log")
+        url = server.grpc_url
     try:
-        client = AlprClient(server.grpc_url)
+        client = AlprClient(url)
         try:
             served = client.input_side(VEHICLE_DETECTOR)
         finally:
             client.close()
-        config = vehicles_camera(work / f"edge-{side}", clip, server.grpc_url, redis_url)
+        if served != side:
+            raise RuntimeError(f"the server's vehicle_detector side is {served}, not {side}")
+        config = vehicles_camera(work / f"edge-{side}", clip, url, redis_url)
         (s,) = run_cameras(config, 1)
     finally:
-        server.stop()
-    if served != side:
-        raise RuntimeError(f"the server's vehicle_detector side is {served}, not {side}")
+        if server is not None:
+            server.stop()
     return {
         "input_side": served, "frames": s["frames"], "fps": s["fps"], "tracks": s["tracks"],
         "ocr_calls": s["reads"], "events": len(s["plates"]), "plates": s["plates"],
@@ -214,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--smoke", action="store_true", help="tiny run (tests): 2 photos")
     ap.add_argument("--redis-url", help="use this running Redis")
+    ap.add_argument(
+        "--triton-url", action="append", default=[], metavar="SIDE=GRPC_URL",
+        help="use this running server for that side (vehicle_detector at SIDE, the models "
+             "vehicles mode calls); the other sides get a server started",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     if args.smoke:
         args.photo_limit, args.frames_per_photo, args.model_frames = 2, 10, 8
@@ -221,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     sides = [int(s) for s in args.sides.split(",") if s.strip()]
     if len(sides) < 2 or any(s % 32 or not 32 <= s <= 1280 for s in sides):
         ap.error(f"--sides: two or more multiples of 32 in 32..1280, got {args.sides}")
+    urls: dict[int, str] = {}
+    for item in args.triton_url:
+        side_text, _, url = item.partition("=")
+        if not side_text.strip().isdigit() or int(side_text) not in sides or not url:
+            ap.error(f"--triton-url SIDE=GRPC_URL with SIDE one of {sides}, got {item!r}")
+        urls[int(side_text)] = url
     if not args.photos.is_dir():
         print(f"bench_vehicle_size: no photos at {args.photos}", file=sys.stderr)
         return 2
@@ -247,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             model[side].update(presence(found[side], picks, photo_frames))
             photos[side] = photo_run(args.photos, args.detector_photos, side)
             print(f"side {side}: server + edge-client (vehicles mode) ...", file=sys.stderr)
-            edge[side] = edge_run(work, side, video, truth, redis_url)
+            edge[side] = edge_run(work, side, video, truth, redis_url, urls.get(side))
     finally:
         if redis_proc is not None:
             redis_proc.terminate()

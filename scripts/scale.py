@@ -24,16 +24,20 @@ restarted (``gate_restart_lost``: plate events in the stream the gate never deci
 Writes ``bench/results/scale.json`` (``replica_share_min``, ``events_lost``,
 ``events_duplicated``, ``redis_failover_s``, ``gate_restart_lost`` at the top) and
 ``scale.png``. Every process runs in its own process group (``alpr_common.procgroup``).
+The replicas start at once, while the video is rendered and the Sentinel set starts (on
+ports picked together, so that no two servers are given the same one).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import contextlib
 import json
 import os
 import platform
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -196,6 +200,22 @@ def start_replica(work: Path, i: int, ports: tuple[int, int, int] | None = None)
         REPO / "model_repository", work / f"triton{i}.log", extra_args=TRITON_ARGS,
         ports=ports, timeout_s=300,
     )  # fmt: skip
+
+
+def distinct_ports(n: int) -> list[tuple[int, int, int]]:
+    """``n`` (http, grpc, metrics) triples of free loopback ports, all different (every
+    socket held until all are picked)."""
+    socks = []
+    try:
+        for _ in range(3 * n):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+        ports = [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+    return [(ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]) for i in range(n)]
 
 
 def replica_ports(server: TritonProcess) -> tuple[int, int, int]:
@@ -569,14 +589,17 @@ def main(argv: list[str] | None = None) -> int:
     procgroup.install_teardown()
     with tempfile.TemporaryDirectory(prefix="ovr-scale-") as tmp:
         work = Path(tmp)
-        video, truth_path = generate(work / "video", fps=args.video_fps, name="scale")
-        truth = json.loads(truth_path.read_text())
-        sentinel = SentinelRedis(work).start()
+        sentinel = SentinelRedis(work)
         replicas: list[TritonProcess] = []
         run: Run | None = None
+        n = max(*ks, args.chaos_replicas)
+        pool = cf.ThreadPoolExecutor(n)
+        starting = [pool.submit(start_replica, work, i, p) for i, p in enumerate(distinct_ports(n))]
         try:
-            for i in range(max(*ks, args.chaos_replicas)):
-                replicas.append(start_replica(work, i))
+            video, truth_path = generate(work / "video", fps=args.video_fps, name="scale")
+            truth = json.loads(truth_path.read_text())
+            sentinel.start()
+            replicas.extend(f.result() for f in starting)
             run = Run(args, work, video, truth, sentinel, replicas)
             phases = [run.phase(f"k{k}", k, args.phase_s) for k in ks]
             chaos_names = [f"chaosc{i + 1}" for i in range(args.cameras)]
@@ -585,9 +608,11 @@ def main(argv: list[str] | None = None) -> int:
             chaos = run.phase("chaos", args.chaos_replicas, args.chaos_s, chaos=True)
             phases.append(chaos)
         finally:
+            pool.shutdown(wait=True)  # every start ended: stop the ones that came up too
             if run is not None and run.gate is not None:
                 run.gate.stop()
-            for server in replicas:
+            started = [f.result() for f in starting if f.exception() is None]
+            for server in [*replicas, *(s for s in started if s not in replicas)]:
                 server.stop()
             sentinel.stop()
     two = next((p for p in phases if p["replicas"] == 2 and p["phase"] != "chaos"), phases[0])

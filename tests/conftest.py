@@ -59,6 +59,7 @@ UNIT_MARKER = "unit: needs no service (none of: " + ", ".join(SERVICE_MARKERS) +
 # name that means different things in different modules.
 FIXTURE_MARKS: dict[str, tuple[str, ...]] = {
     "triton": ("server",),
+    "triton_replica2": ("server",),
     "redis_factory": ("redis",),
     "test_cache::server": ("redis",),
     "test_edge_e2e::redis_proc": ("redis",),
@@ -284,6 +285,20 @@ def triton(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     server = start_triton(weights, log)
     yield server
     stop_triton(server)
+
+
+@pytest.fixture(scope="session")
+def triton_replica2(
+    weights: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[TritonProcess]]:
+    """A second replica of model_repository/ beside ``triton`` (tests/test_balancer.py,
+    tests/test_bench_balance.py), in a one-item list: a test that kills it puts the server
+    it restarted on the same ports there, for the tests after it and the teardown."""
+    log = tmp_path_factory.mktemp("triton2") / "tritonserver.log"
+    servers = [start_triton(weights, log)]
+    yield servers
+    for server in servers:
+        stop_triton(server)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -390,16 +390,6 @@ def test_no_replica_is_an_inference_error_naming_the_target() -> None:
 REQUESTS, THREADS = 200, 4
 
 
-@pytest.fixture(scope="module")
-def second(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list]:
-    """A second replica beside the session's server, in a list: the test restarts it."""
-    log = tmp_path_factory.mktemp("triton2") / "tritonserver.log"
-    servers = [start_triton(weights, log)]
-    yield servers
-    for server in servers:
-        server.stop()
-
-
 def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1].split("/")[0])
 
@@ -468,8 +458,11 @@ def _client(servers: list[TritonProcess], policy: str) -> AlprClient:
 
 
 def test_two_real_replicas_share_fail_over_and_recover(
-    weights: Path, triton: TritonProcess, second: list[TritonProcess]
+    weights: Path, triton: TritonProcess, triton_replica2: list[TritonProcess]
 ) -> None:
+    """``triton_replica2`` is the session's second replica (tests/conftest.py): killed here
+    and restarted on its ports, the restarted server takes its place in the list."""
+    second = triton_replica2
     replica2 = second[0]
     servers = [triton, replica2]
     # 1. spread: each replica's own counters give its share of the requests

@@ -1,13 +1,18 @@
-"""Smoke run of scripts/bench_accuracy.py: tiny sizes, real server, correctness only."""
+"""Smoke run of scripts/bench_accuracy.py: tiny sizes, real servers, correctness only. The
+default reader's photo runs use the session's server (it serves ``fused`` unless the
+environment overrides the reader), the previous reader's get a fresh server."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from ensemble.ops.server_process import TritonProcess
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
@@ -15,7 +20,7 @@ SHARED = REPO.parent / "shared" / "data"
 
 @pytest.mark.server
 @pytest.mark.data
-def test_bench_accuracy_smoke(weights: Path, tmp_path: Path) -> None:
+def test_bench_accuracy_smoke(triton: TritonProcess, tmp_path: Path) -> None:
     if not (SHARED / "openalpr-eu").is_dir() or not (SHARED / "us-plate-crops").is_dir():
         pytest.skip("../shared/data absent")
     out = tmp_path / "accuracy.json"
@@ -34,6 +39,8 @@ def test_bench_accuracy_smoke(weights: Path, tmp_path: Path) -> None:
         "--out",
         str(out),
     ]
+    if os.environ.get("OVR_ALPR_PLATE_READER", "") in ("", "fused"):  # the session's reader
+        cmd += ["--triton-url", triton.grpc_url]
     subprocess.run(cmd, check=True, timeout=600, cwd=REPO)
     res = json.loads(out.read_text())
     for fig in (res, res["previous"]):

@@ -1,6 +1,7 @@
 """Smoke run of scripts/bench_balance.py: the session's tritonserver as replica 1, the
-script starts replica 2; correctness only (every request answered, each replica's share
-of the requests from its own counters, the runs' fields as committed), never time."""
+session's second replica (``triton_replica2``, tests/conftest.py) as replica 2; correctness
+only (every request answered, each replica's share of the requests from its own counters,
+the runs' fields as committed), never time."""
 
 from __future__ import annotations
 
@@ -23,10 +24,15 @@ SHARES = [
 ]
 
 
-def test_bench_balance_smoke(triton: TritonProcess, tmp_path: Path) -> None:
+def test_bench_balance_smoke(
+    triton: TritonProcess, triton_replica2: list[TritonProcess], tmp_path: Path
+) -> None:
+    replica2 = triton_replica2[0]
+    assert replica2.alive() and replica2.ready(), "the session's second replica is down"
     out = tmp_path / "balance.json"
     cmd = [sys.executable, str(REPO / "scripts" / "bench_balance.py"), "--smoke", "--out",
-           str(out), "--replica", f"{triton.grpc_url},{triton.metrics_url}"]  # fmt: skip
+           str(out), "--replica", f"{triton.grpc_url},{triton.metrics_url}",
+           "--replica", f"{replica2.grpc_url},{replica2.metrics_url}"]  # fmt: skip
     subprocess.run(cmd, check=True, timeout=900, cwd=REPO)
     res = json.loads(out.read_text())
     assert_fields(res, "balance.json", keyed=["throughput_rps", "shares", "average_batch",

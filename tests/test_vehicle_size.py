@@ -5,7 +5,8 @@ that takes any batch and any side that is a multiple of 32 (``make_yolo_dynamic`
 640 it computes exactly what the wheel's file computes, at other sides its anchor grid is
 YOLOv8's. A server whose ``vehicle_detector`` config declares 416 returns boxes in source
 pixels for frames of every size and aspect, the client reads the side from the config,
-and the side-by-side benchmark (``scripts/bench_vehicle_size.py``) has a smoke run."""
+and the side-by-side benchmark (``scripts/bench_vehicle_size.py``) has a smoke run (on the
+session's server for 640 and this module's 416 server, ``--triton-url``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from tritonclient.utils import InferenceServerException
 from alpr_common.geometry import iou
 from edge_client.tools.evaluate import load_labels
 from edge_client.triton_client import AlprClient
-from ensemble.contracts import DET_SIZE, IMAGE, VEHICLE_DETECTOR
+from ensemble.contracts import ALPR, DET_SIZE, IMAGE, PLATE_DETECTOR, PLATE_OCR, VEHICLE_DETECTOR
 from ensemble.engines import VehicleDetector
 from ensemble.ops import provision
 from ensemble.ops.onnx_tools import OnnxModelError, make_yolo_dynamic, yolo_anchors
@@ -157,10 +158,15 @@ def test_a_config_without_a_square_image_is_refused(weights: Path) -> None:
 
 
 # --- a server at 416 ----------------------------------------------------------------------
+# what edge-client's vehicles mode calls: the benchmark's smoke run uses this server too
+VEHICLES_MODE = [VEHICLE_DETECTOR, ALPR, PLATE_DETECTOR, PLATE_OCR]
+
+
 @pytest.fixture(scope="module")
 def triton_416(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
+    """The repository with ``vehicle_detector`` at 416 (and the models vehicles mode calls)."""
     work = tmp_path_factory.mktemp("triton416")
-    repo = sized(work / "repo", {VEHICLE_DETECTOR: SIDE}, weights, [VEHICLE_DETECTOR])
+    repo = sized(work / "repo", {VEHICLE_DETECTOR: SIDE}, weights, VEHICLES_MODE)
     server = start_triton(repo, work / "tritonserver.log")
     yield server
     server.stop()
@@ -274,12 +280,20 @@ def test_boxes_at_416_are_in_source_pixels(
 # --- the benchmark's smoke run ------------------------------------------------------------
 @pytest.mark.server
 def test_bench_vehicle_size_smoke(
-    weights: Path, openalpr_eu: Path, redis_factory: Callable[..., RedisProc], tmp_path: Path
+    triton: TritonProcess,
+    triton_416: TritonProcess,
+    openalpr_eu: Path,
+    redis_factory: Callable[..., RedisProc],
+    tmp_path: Path,
 ) -> None:
+    """The session's server is the 640 one (model_repository/ declares 640), this module's
+    the 416 one; the script checks the side each declares (``edge.input_side`` below)."""
     redis = redis_factory()
     out = tmp_path / "vehicle_size.json"
     cmd = [sys.executable, str(REPO / "scripts" / "bench_vehicle_size.py"), "--smoke",
-           "--out", str(out), "--photos", str(openalpr_eu), "--redis-url", redis.url]  # fmt: skip
+           "--out", str(out), "--photos", str(openalpr_eu), "--redis-url", redis.url,
+           "--triton-url", f"640={triton.grpc_url}",
+           "--triton-url", f"{SIDE}={triton_416.grpc_url}"]  # fmt: skip
     subprocess.run(cmd, check=True, timeout=900, cwd=REPO)
     res = json.loads(out.read_text())
     committed = json.loads(COMMITTED.read_text())
