@@ -19,7 +19,9 @@ def test_access_key_required_except_health(
     weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OVR_ALPR_TRITON_KEY", "correct-horse")
-    server = start_triton(weights, tmp_path / "triton.log")
+    # the key guards the server's endpoints, whatever it serves: plate_ocr alone is enough
+    only = ["--model-control-mode=explicit", "--load-model=plate_ocr"]
+    server = start_triton(weights, tmp_path / "triton.log", extra_args=only)
     try:
         raw = grpcclient.InferenceServerClient(server.grpc_url)
         assert raw.is_server_ready()  # health stays open for probes
