@@ -111,12 +111,12 @@ def model_ceiling(video_frames: list[np.ndarray], side: int, onnx_file: str) -> 
     ]
     sizes = [f.shape[:2] for f in video_frames]
     det.detect(boxed[0], [sizes[0]])  # warm-up
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for b, hw in zip(boxed, sizes, strict=True):
         det.detect(b, [hw])
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {"frames": len(boxed), "seconds": dt, "fps": len(boxed) / dt, "input_side": side,
-            "onnx_file": onnx_file}  # fmt: skip
+            "onnx_file": onnx_file, "cpu_ms_per_frame": 1000 * cpu / len(boxed)}  # fmt: skip
 
 
 def camera_config(
@@ -173,29 +173,56 @@ def per_track(config: Path, truth: list[str]) -> dict[str, Any]:
     return track_result(s, truth)
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its children (the server with
+    its Python-backend stubs), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        pids += [int(c) for c in child.read_text().split()]
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def track_result(s: dict[str, Any], truth: list[str]) -> dict[str, Any]:
     return {
         "frames": s["frames"], "fps": s["fps"], "ocr_calls": s["reads"],
         "requests": s["read_requests"], "tracks": s["tracks"], "events": len(s["plates"]),
         "plates": s["plates"], **plate_accuracy(s["plates"], truth),
+        "edge_cpu_ms_per_frame": 1000 * s["cpu_s"] / max(1, s["frames"]),
     }  # fmt: skip
 
 
 def side_by_side(
-    new_cfg: Path, old_cfg: Path, truth: list[str], repeats: int
+    new_cfg: Path, old_cfg: Path, truth: list[str], repeats: int, server_pid: int | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The new and the old path ``repeats`` times each, alternating (machine noise hits
     both alike): the worst run's plates and counts, the median fps, every run's fps and
-    plates."""
+    plates; with ``server_pid`` the server's CPU per frame (median) too."""
     runs: dict[str, list[dict[str, Any]]] = {"new": [], "old": []}
     for _ in range(repeats):
         for key, cfg in (("new", new_cfg), ("old", old_cfg)):
-            runs[key].append(track_result(run_cameras(cfg, 1)[0], truth))
+            cpu0 = tree_cpu_s(server_pid) if server_pid else 0.0
+            res = track_result(run_cameras(cfg, 1)[0], truth)
+            res["server_cpu_ms_per_frame"] = (
+                1000 * (tree_cpu_s(server_pid) - cpu0) / max(1, res["frames"])
+                if server_pid else None
+            )  # fmt: skip
+            runs[key].append(res)
     out = []
     for key in ("new", "old"):
         first = dict(min(runs[key], key=lambda r: r["accuracy"]))  # the worst run
         fps = [r["fps"] for r in runs[key]]
         first["fps"], first["runs_fps"] = float(np.median(fps)), fps
+        for cpu in ("edge_cpu_ms_per_frame", "server_cpu_ms_per_frame"):
+            values = [r[cpu] for r in runs[key] if r[cpu] is not None]
+            first[cpu] = float(np.median(values)) if values else None
         first["runs_plates"] = [r["plates"] for r in runs[key]]
         out.append(first)
     return out[0], out[1]
@@ -308,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         new, old = side_by_side(
             camera_config(work, "new", video, triton_url, redis_url, finder="locator"),
             camera_config(work, "old", video, triton_url, redis_url, finder="detector"),
-            truth, args.repeats,
+            truth, args.repeats, server.proc.pid if server is not None else None,
         )  # fmt: skip
         print("per-frame reading ...", file=sys.stderr)
         frame = per_frame(client, demo_frames, truth)
@@ -350,6 +377,13 @@ def main(argv: list[str] | None = None) -> int:
         "model_ceiling_fps": ceiling["fps"],
         "fps_over_model_ceiling": new["fps"] / ceiling["fps"],
         "ocr_calls_per_frame_over_per_track": frame["ocr_calls"] / max(1, new["ocr_calls"]),
+        "cpu_ms_per_frame": {
+            "model_ceiling": ceiling["cpu_ms_per_frame"],
+            "plates_edge": new["edge_cpu_ms_per_frame"],
+            "plates_server": new["server_cpu_ms_per_frame"],
+            "plates_before_edge": old["edge_cpu_ms_per_frame"],
+            "plates_before_server": old["server_cpu_ms_per_frame"],
+        },
         "accuracy_per_track": new["accuracy"],
         "accuracy_per_track_before": old["accuracy"],
         "accuracy_per_frame": frame["accuracy"],
@@ -379,6 +413,11 @@ def main(argv: list[str] | None = None) -> int:
             "accuracy": "distinct plates reported correctly / max(truth plates, distinct "
                         "plates reported); only plate events count (vehicle events are the "
                         "zone's end-of-track records)",
+            "cpu_ms_per_frame": "CPU time (user + system, every thread) per processed frame: "
+                                "model_ceiling of the in-process network; *_edge of the "
+                                "edge-client process during its loop (start-up excluded); "
+                                "*_server of tritonserver with its backend stubs (null when "
+                                "the server is not the bench's own); medians over the runs",
             "aggregate_fps": "sum over the concurrent cameras of each one's fps",
             "average_batch": "plate_locator inferences / executions during the run "
                              "(Triton's nv_inference_count / nv_inference_exec_count)",

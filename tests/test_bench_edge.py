@@ -36,6 +36,9 @@ def test_bench_edge_smoke(
         assert (run["correct"], run["wrong"], run["duplicates"]) == (6, 0, 0), run
     assert res["accuracy_per_track"] == res["accuracy_per_track_before"] == 1.0
     assert res["ocr_calls_per_frame_over_per_track"] >= 20
+    cpu = res["cpu_ms_per_frame"]  # the edge client's own loop CPU; no server of its own here
+    assert cpu["model_ceiling"] > 0 and cpu["plates_edge"] > 0 and cpu["plates_before_edge"] > 0
+    assert cpu["plates_server"] is None and cpu["plates_before_server"] is None
     for key in ("plates_fps", "plates_fps_before", "model_ceiling_fps", "fps_over_model_ceiling"):
         assert math.isfinite(res[key]) and res[key] > 0, key
     # N cameras at once: every camera reports all plates; Triton's counters cover the run

@@ -209,7 +209,9 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    cpu0 = time.process_time()
     stats: PipelineStats = pipeline.run(stop)
+    cpu_s = time.process_time() - cpu0  # every thread of the process, start-up excluded
     src = pipeline.source
     source_error = src.stats.open_error if src is not None else None
     if isinstance(src, PairedSource) and source_error is None:
@@ -228,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         summary = {
             **asdict(stats),
             "fps": fps,
+            "cpu_s": cpu_s,
             "camera": args.camera,
             "read_requests": edge.worker.requests,
             "sinks": edge.sinks.stats(),
