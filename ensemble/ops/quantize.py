@@ -3,17 +3,18 @@
 The recipe (``RECIPE``, stamped into the provenance so a change re-quantizes):
 
 - onnxruntime static quantization, QDQ format, weights int8 per output channel, activations
-  uint8, MinMax calibration (Percentile and Entropy were no better on held-out photos);
+  uint8, MinMax calibration (Percentile and Entropy were no better on the evaluation photos);
 - calibration frames are rendered by the project itself (``edge_client.tools.demo_video``,
   a fixed seed and plate list unrelated to the demo's; all ~140 frames of that video: 48
   of them lost more borderline plates), so the result needs no data set and is the same on
-  every machine with the same onnxruntime;
+  every machine with the same onnxruntime for the same float file (whose torch export
+  at fetch time is not byte-identical from machine to machine);
 - left in float: the first convolution (the raw image's range) and the Detect head's
   decoding (the DFL box regression, the anchor grid, the final ``Concat`` of pixel
   coordinates with class probabilities: one uint8 scale for both would zero the scores).
   The head's inner convolutions are quantized, its last 1x1 convolutions are not.
 
-On a 2-core AVX-512 VNNI machine the network runs ~1.8x faster than in float at 416 px
+On a 2-core AVX-512 VNNI machine the network runs ~1.6x faster than in float at 416 px
 (``scripts/bench_locator.py``, ``bench/results/locator.json``), with the per-photo plate
 recall written there beside the float model's.
 """
