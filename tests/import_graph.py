@@ -15,7 +15,7 @@ PROVIDED = {"triton_python_backend_utils"}  # by Triton's Python backend, not by
 
 # Outside the processes' runtime: the demo video's text rendering (Pillow, tests and demos
 # only), the TensorRT engine build and the YOLO export (each in its own environment).
-NOT_RUNTIME = ("edge_client.tools.demo_render", "ensemble.ops.engine_build",
+NOT_RUNTIME = ("alpr_common.demo_render", "ensemble.ops.engine_build",
                "ensemble.ops.yolo_export")  # fmt: skip
 
 

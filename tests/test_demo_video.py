@@ -1,4 +1,4 @@
-"""The synthetic plate-camera video generator (edge_client/tools/demo_video.py)."""
+"""The synthetic plate-camera video generator (alpr_common/demo_video.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_client.tools import demo_video
+from alpr_common import demo_video
 from edge_client.tools.demo_video import DEFAULT_PLATES, generate, parse_plates
 
 REPO = Path(__file__).resolve().parent.parent

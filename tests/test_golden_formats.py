@@ -14,8 +14,8 @@ import pytest
 from conftest import TritonProcess
 from synth import jpeg, place_plate
 
+from alpr_common import demo_render as R
 from edge_client.plates import load_formats, select
-from edge_client.tools import demo_render as R
 from edge_client.tools.evaluate import decide
 from edge_client.triton_client import AlprClient
 from ensemble.contracts import Box

@@ -11,7 +11,7 @@ import pytest
 from conftest import TritonProcess
 from synth import jpeg, place_plate
 
-from edge_client.tools import demo_render as R
+from alpr_common import demo_render as R
 from edge_client.triton_client import AlprClient
 from ensemble.contracts import REC_HEIGHT, REC_WIDTH, Box, PlateRead
 from ensemble.engines import PlateProposer, PlateReader, crops_for

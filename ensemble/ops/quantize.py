@@ -4,7 +4,7 @@ The recipe (``RECIPE``, stamped into the provenance so a change re-quantizes):
 
 - onnxruntime static quantization, QDQ format, weights int8 per output channel, activations
   uint8, MinMax calibration (Percentile and Entropy were no better on the evaluation photos);
-- calibration frames are rendered by the project itself (``edge_client.tools.demo_video``,
+- calibration frames are rendered by the project itself (``alpr_common.demo_video``,
   a fixed seed and plate list unrelated to the demo's; all ~140 frames of that video: 48
   of them lost more borderline plates), so the result needs no data set and is the same on
   every machine with the same onnxruntime for the same float file (whose torch export
@@ -78,7 +78,7 @@ def calibration_frames(count: int = 0, seed: int = CALIBRATION_SEED) -> list[np.
     that many, evenly spaced (0: all)."""
     import cv2
 
-    from edge_client.tools.demo_video import generate, parse_plates
+    from alpr_common.demo_video import generate, parse_plates
 
     with tempfile.TemporaryDirectory() as tmp:
         video, _ = generate(

@@ -1,4 +1,4 @@
-"""Rendering helpers for :mod:`edge_client.tools.demo_video`: plate styles and textures, the road
+"""Rendering helpers for :mod:`alpr_common.demo_video`: plate styles and textures, the road
 background, car bodies, motion blur, lighting and sensor noise.
 
 Text is drawn with OpenCV's Hershey DUPLEX font (always available).  With ``font="ttf"``
