@@ -4,7 +4,7 @@
     python scripts/make_demo_video.py --out runs/demo_video
     python scripts/make_demo_video.py --size 640x360 --fps 10 --plates "AB12CDE:uk,7ABC123:us"
 
-Writes <out>/<name>.mp4 and <out>/<name>.truth.json (schema: edge_client/tools/demo_video.py).
+Writes <out>/<name>.mp4 and <out>/<name>.truth.json (schema: alpr_common/demo_video.py).
 """
 
 from __future__ import annotations
