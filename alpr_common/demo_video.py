@@ -278,3 +278,16 @@ def generate(
            "seed": seed, "font": font, "plates": [_truth(road, c) for c in cars]}  # fmt: skip
     truth.write_text(json.dumps(doc, indent=1) + "\n")
     return video, truth
+
+
+def read_frames(video: Path, limit: int | None = None) -> list[np.ndarray]:
+    """The BGR frames of ``video`` (the first ``limit`` of them)."""
+    cap = cv2.VideoCapture(str(video))
+    frames: list[np.ndarray] = []
+    while limit is None or len(frames) < limit:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames

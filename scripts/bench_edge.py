@@ -37,7 +37,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import tritonclient.grpc as grpcclient
 import yaml
@@ -47,6 +46,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from demo import start_redis  # noqa: E402
 
+from alpr_common.demo_video import read_frames  # noqa: E402
 from alpr_common.plate_text import normalize  # noqa: E402
 from edge_client.config import Crops  # noqa: E402
 from edge_client.tools.demo_video import demo_edge_config, generate  # noqa: E402
@@ -63,18 +63,6 @@ from ensemble.preprocess import letterbox  # noqa: E402
 CROPS = Crops()  # the plates camera's crop defaults, as edge-client reads them
 FP32_FILE = "yolo_plate.onnx"  # the float YOLO plate network (plate_detector's)
 PHOTOS = REPO.parent / "shared" / "data" / "openalpr-eu"
-
-
-def frames(video: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(video))
-    out = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        out.append(image)
-    cap.release()
-    return out
 
 
 def plate_accuracy(reported: list[str], truth: list[str]) -> dict[str, float | int]:
@@ -324,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         triton_url, metrics_url = server.grpc_url, server.metrics_url
     try:
         client = AlprClient(triton_url)
-        demo_frames = frames(video)
+        demo_frames = read_frames(video)
         side = client.input_side(PLATE_LOCATOR)
         print("model ceiling ...", file=sys.stderr)
         served = locator_file(triton_url)

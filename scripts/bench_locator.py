@@ -35,8 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from alpr_common.demo_video import generate, read_frames  # noqa: E402
 from alpr_common.geometry import iou  # noqa: E402
-from edge_client.tools.demo_video import generate  # noqa: E402
 from edge_client.tools.evaluate import load_labels  # noqa: E402
 from ensemble.engines import VehicleDetector  # noqa: E402
 from ensemble.ops.quantize import RECIPE  # noqa: E402
@@ -57,15 +57,7 @@ def boxed(frame: np.ndarray, side: int = SIDE) -> np.ndarray:
 def video_frames(count: int) -> list[np.ndarray]:
     with tempfile.TemporaryDirectory() as tmp:
         video, _ = generate(Path(tmp), seed=0, font="hershey")
-        cap = cv2.VideoCapture(str(video))
-        frames = []
-        while len(frames) < count:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-        cap.release()
-    return frames
+        return read_frames(video, count)
 
 
 def speed(nets: dict[str, VehicleDetector], frames: list[np.ndarray], rounds: int) -> dict:

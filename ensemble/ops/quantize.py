@@ -76,22 +76,14 @@ def calibration_frames(count: int = 0, seed: int = CALIBRATION_SEED) -> list[np.
     """BGR frames of a rendered plate-camera scene (the demo renderer with its own seed and
     plates; ~140 frames): cars approaching and receding, day and dim light. ``count``:
     that many, evenly spaced (0: all)."""
-    import cv2
 
-    from alpr_common.demo_video import generate, parse_plates
+    from alpr_common.demo_video import generate, parse_plates, read_frames
 
     with tempfile.TemporaryDirectory() as tmp:
         video, _ = generate(
             Path(tmp), seed=seed, fps=5, plates=parse_plates(CALIBRATION_PLATES), font="hershey"
         )
-        cap = cv2.VideoCapture(str(video))
-        frames = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-        cap.release()
+        frames = read_frames(video)
     if not frames:
         raise OnnxModelError("the calibration video decoded to no frames")
     if not count or count >= len(frames):
@@ -103,9 +95,10 @@ def _network_input(frame_bgr: np.ndarray, side: int) -> np.ndarray:
     import cv2
 
     from ensemble.preprocess import letterbox
+    from ensemble.yolo import yolo_input
 
     boxed = cv2.cvtColor(letterbox(frame_bgr, side, fast=True)[0], cv2.COLOR_BGR2RGB)
-    return (boxed.transpose(2, 0, 1)[None].astype(np.float32) / 255.0).copy()
+    return yolo_input(boxed[None])
 
 
 def quantize_yolo_int8(
