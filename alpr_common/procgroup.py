@@ -67,6 +67,7 @@ class ProcInfo:
     start_ticks: int  # start time in clock ticks after boot: tells a reused pid apart
     name: str
     cmdline: str = ""
+    cpu_ticks: int = 0  # user + system time so far, in clock ticks (SC_CLK_TCK)
 
     @property
     def alive(self) -> bool:
@@ -88,6 +89,7 @@ def parse_stat(pid: int, text: str, cmdline: str = "") -> ProcInfo:
     return ProcInfo(
         pid=pid, ppid=int(fields[1]), pgid=int(fields[2]), sid=int(fields[3]), state=fields[0],
         start_ticks=int(fields[19]), name=head.split("(", 1)[1], cmdline=cmdline,
+        cpu_ticks=int(fields[11]) + int(fields[12]),
     )  # fmt: skip
 
 

@@ -48,6 +48,7 @@ from demo import start_redis  # noqa: E402
 
 from alpr_common.demo_video import read_frames  # noqa: E402
 from alpr_common.plate_text import normalize  # noqa: E402
+from alpr_common.procgroup import descendants, read_proc  # noqa: E402
 from edge_client.config import Crops  # noqa: E402
 from edge_client.tools.demo_video import demo_edge_config, generate  # noqa: E402
 from edge_client.tools.photo_clip import photo_clip  # noqa: E402
@@ -162,20 +163,10 @@ def per_track(config: Path, truth: list[str]) -> dict[str, Any]:
 
 
 def tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of process ``pid`` and its children (the server with
-    its Python-backend stubs), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    for child in Path(f"/proc/{pid}/task").glob("*/children"):
-        pids += [int(c) for c in child.read_text().split()]
-    total = 0.0
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    """CPU seconds (user + system) of process ``pid`` and its descendants (the server with
+    its Python-backend stubs)."""
+    procs = [read_proc(pid), *descendants(pid)]
+    return sum(p.cpu_ticks for p in procs if p is not None) / os.sysconf("SC_CLK_TCK")
 
 
 def track_result(s: dict[str, Any], truth: list[str]) -> dict[str, Any]:

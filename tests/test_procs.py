@@ -79,6 +79,13 @@ def test_parse_stat(line: str, want: tuple[object, ...] | type[Exception]) -> No
     assert info.alive is (info.state != "Z")
 
 
+def test_parse_stat_cpu_ticks() -> None:
+    line = (
+        "17 (cpu) S 1 17 17 " + " ".join(["0"] * 7) + " 30 12 " + " ".join(["0"] * 6) + " 4242 0 0"
+    )
+    assert procgroup.parse_stat(17, line).cpu_ticks == 42  # utime 30 + stime 12
+
+
 def fake(pid: int, ppid: int, cmd: str, *, start: int = 500, state: str = "S") -> ProcInfo:
     return ProcInfo(pid, ppid, pid, pid, state, start, cmd.split()[0][:15], cmd)
 
