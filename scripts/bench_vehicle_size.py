@@ -48,9 +48,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_edge import PHOTOS, frames, plate_accuracy, run_cameras  # noqa: E402
+from bench_edge import PHOTOS, plate_accuracy, run_cameras  # noqa: E402
 from demo import start_redis  # noqa: E402
 
+from alpr_common.demo_video import read_frames  # noqa: E402
 from alpr_common.geometry import iou  # noqa: E402
 from alpr_common.plate_text import normalize  # noqa: E402
 from edge_client.tools.evaluate import load_labels  # noqa: E402
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         redis_proc, redis_url = start_redis(work)
     try:
-        video_frames = frames(video)
+        video_frames = read_frames(video)
         picks = sample(args.model_frames, len(video_frames))
         model, edge, found, photos = {}, {}, {}, {}
         for side in sides:
