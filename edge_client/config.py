@@ -231,6 +231,15 @@ class Runtime(Strict):
             "(more memory, older frames), lowering it drops live frames sooner"
         ),
     )  # fmt: skip
+    detect_ahead: int = Field(
+        2, ge=1, le=8,
+        description=(
+            "frames whose detection requests are in flight at once, so the server works on "
+            "the next frame while the loop tracks this one (tracking stays in frame order); "
+            "1 sends one frame at a time; raising it hides more network latency and keeps "
+            "the server busier, at the cost of frames tracked that much later"
+        ),
+    )  # fmt: skip
     poll_s: float = Field(
         0.05, gt=0, le=5,
         description=(

@@ -9,7 +9,10 @@ path needs a GPU and is not built here (see README, GPU status).
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -59,3 +62,57 @@ class SystemShmInput:
             self.client.unregister_system_shared_memory(self.name)
         finally:
             shm.destroy_shared_memory_region(self.handle)
+
+
+class ShmPool:
+    """The regions one client holds with one server: a request leases a region for as long
+    as it is in flight, so concurrent requests (a camera detecting ahead) never write over
+    each other's frames. Regions are made on demand, as many as requests ever overlapped,
+    and reused; ``close`` unregisters and frees them all."""
+
+    def __init__(self, client: grpcclient.InferenceServerClient, max_batch: int = 16) -> None:
+        self.client, self.max_batch = client, max_batch
+        self._lock = threading.Lock()
+        self._free: list[SystemShmInput] = []
+        self._all: list[SystemShmInput] = []
+        self.closed = False
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the regions made so far."""
+        with self._lock:
+            return [r.name for r in self._all]
+
+    @contextmanager
+    def lease(self) -> Iterator[SystemShmInput]:
+        with self._lock:
+            if self.closed:
+                raise RuntimeError("the shared-memory pool is closed")
+            region = self._free.pop() if self._free else None
+        if region is None:
+            region = SystemShmInput(self.client, self.max_batch)
+            with self._lock:
+                self._all.append(region)
+        try:
+            yield region
+        finally:
+            with self._lock:
+                if self.closed:
+                    region.close()
+                else:
+                    self._free.append(region)
+
+    def close(self) -> None:
+        """Unregister and free every idle region (a leased one is freed when it comes
+        back); the first unregistering error is raised after all are freed."""
+        with self._lock:
+            self.closed = True
+            idle, self._free = self._free, []
+        error: Exception | None = None
+        for region in idle:
+            try:
+                region.close()
+            except Exception as exc:  # free the rest, then raise the first error
+                error = error or exc
+        if error is not None:
+            raise error

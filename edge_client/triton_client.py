@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -46,7 +47,7 @@ from ensemble.contracts import (
 from ensemble.ops.launcher import ACCESS_KEY_ENV, ACCESS_KEY_HEADER
 from ensemble.preprocess import letterbox
 
-from .shm import SystemShmInput
+from .shm import ShmPool
 
 
 class InferenceError(RuntimeError):
@@ -207,28 +208,38 @@ def channel_args() -> list[tuple[str, int]]:
 
 class _Replica:
     """One server's connection: its gRPC client and, when frames go through shared memory,
-    the region registered with it (made on first use)."""
+    the regions registered with it (made on first use, one per request in flight)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.grpc = grpcclient.InferenceServerClient(url, channel_args=channel_args())
-        self.shm: SystemShmInput | None = None
+        self.shm: ShmPool | None = None
         self._lock = threading.Lock()
 
-    def region(self) -> SystemShmInput:
+    def regions(self) -> ShmPool:
         with self._lock:
             if self.shm is None:
-                self.shm = SystemShmInput(self.grpc)
+                self.shm = ShmPool(self.grpc)
             return self.shm
+
+    @contextmanager
+    def frames(self, boxed: np.ndarray, shared: bool) -> Iterator[grpcclient.InferInput]:
+        """The letterboxed frames as an ``IMAGE`` input: through a leased shared-memory
+        region when ``shared`` (held until the request is answered), else in the request."""
+        if not shared:
+            yield _tensor(IMAGE, boxed, "UINT8")
+            return
+        with self.regions().lease() as region:
+            yield region.tensor(IMAGE, boxed)
 
     def close(self) -> None:
         shm, self.shm = self.shm, None
         try:
             if shm is not None:
                 try:
-                    shm.close()  # frees the region even when unregistering fails
+                    shm.close()  # frees the regions even when unregistering fails
                 except InferenceServerException as exc:  # the server is gone
-                    log.debug("unregistering %s at %s: %s", shm.name, self.url, exc.message())
+                    log.debug("unregistering regions at %s: %s", self.url, exc.message())
         finally:
             self.grpc.close()
 
@@ -286,9 +297,10 @@ class AlprClient:
         return self._first().grpc
 
     @property
-    def _shm(self) -> SystemShmInput | None:
-        """The first replica's shared-memory region, once made."""
-        return self._first().shm if self.shared_memory else None
+    def shm_regions(self) -> list[str]:
+        """The names of the shared-memory regions registered with the first replica."""
+        shm = self._first().shm
+        return shm.names if shm is not None else []
 
     def _first(self) -> _Replica:
         conns = self.balancer.connections()
@@ -324,40 +336,35 @@ class AlprClient:
     def _infer(
         self,
         model: str,
-        inputs: list[grpcclient.InferInput] | Callable[[_Replica], list[grpcclient.InferInput]],
+        inputs: list[grpcclient.InferInput],
         outputs: Sequence[str],
+        frames: np.ndarray | None = None,
     ) -> grpcclient.InferResult:
         """``model`` on one replica, retried once on another when it does not answer.
-        ``inputs``: the tensors, or a function making them for a replica (shared memory)."""
+        ``frames``: letterboxed uint8 frames sent as ``IMAGE`` before ``inputs`` (through a
+        shared-memory region of that replica when ``shared_memory``)."""
         requested = [grpcclient.InferRequestedOutput(o) for o in outputs]
         if model not in self._models:
             self._models = self._models | {model}
 
         def infer(conn: _Replica) -> grpcclient.InferResult:
-            return conn.grpc.infer(
-                model, inputs(conn) if callable(inputs) else inputs, outputs=requested,
-                client_timeout=self.endpoint.timeout_s, headers=self.headers,
-            )  # fmt: skip
+            with ExitStack() as stack:
+                image = [] if frames is None else [
+                    stack.enter_context(conn.frames(frames, self.shared_memory))
+                ]  # fmt: skip
+                return conn.grpc.infer(
+                    model, [*image, *inputs], outputs=requested,
+                    client_timeout=self.endpoint.timeout_s, headers=self.headers,
+                )  # fmt: skip
 
         return self._call(model, infer)
-
-    def _frames(self, boxed: np.ndarray) -> Callable[[_Replica], list[grpcclient.InferInput]]:
-        """The letterboxed frames as an ``IMAGE`` input for a replica: through its
-        shared-memory region when ``shared_memory``, else in the request."""
-        if self.shared_memory:
-            return lambda conn: [conn.region().tensor(IMAGE, boxed)]
-        image = [_tensor(IMAGE, boxed, "UINT8")]
-        return lambda conn: image
 
     def detect_vehicles(self, frames_bgr: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Letterbox frames (any size) and detect vehicles; boxes in each frame's pixels."""
         side = self.input_side(VEHICLE_DETECTOR)
         boxed = np.stack([_letterbox_rgb(f, side) for f in frames_bgr])
         sizes = _tensor(SOURCE_SIZE, np.array([f.shape[:2] for f in frames_bgr], np.int32), "INT32")
-        image = self._frames(boxed)
-        res = self._infer(
-            VEHICLE_DETECTOR, lambda conn: [*image(conn), sizes], [BOXES, SCORES, CLASSES, COUNT]
-        )
+        res = self._infer(VEHICLE_DETECTOR, [sizes], [BOXES, SCORES, CLASSES, COUNT], boxed)
         boxes, scores = res.as_numpy(BOXES), res.as_numpy(SCORES)
         classes, counts = res.as_numpy(CLASSES), res.as_numpy(COUNT)
         out = []
@@ -421,8 +428,7 @@ class AlprClient:
         side = self.input_side(PLATE_LOCATOR)
         boxed = np.stack([_letterbox_rgb(f, side, fast=True) for f in frames_bgr])
         sizes = _tensor(SOURCE_SIZE, np.array([f.shape[:2] for f in frames_bgr], np.int32), "INT32")
-        image = self._frames(boxed)
-        res = self._infer(PLATE_LOCATOR, lambda conn: [*image(conn), sizes], [BOXES, SCORES, COUNT])
+        res = self._infer(PLATE_LOCATOR, [sizes], [BOXES, SCORES, COUNT], boxed)
         boxes, scores, counts = res.as_numpy(BOXES), res.as_numpy(SCORES), res.as_numpy(COUNT)
         return [
             PlateBoxes(boxes[i][: int(counts[i][0])], scores[i][: int(counts[i][0])])

@@ -465,16 +465,29 @@ CASES = [
 ]  # fmt: skip
 
 
+@pytest.mark.parametrize("ahead", [1, 2, 4], ids=lambda d: f"ahead{d}")
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_pipeline(tmp_path: Path, case: Case) -> None:
+def test_pipeline(tmp_path: Path, case: Case, ahead: int) -> None:
+    """Every case gives the same events and counts whether frames are detected one at a
+    time or up to ``ahead`` of tracking (``runtime.detect_ahead``)."""
+    runtime = {**case.camera.get("runtime", {}), "detect_ahead": ahead}
     r = run(
         tmp_path, case.cars, case.frames, case.answers, cache_up=case.cache_up,
-        fail=case.fail, live=case.live, reported=case.reported, **case.camera,
+        fail=case.fail, live=case.live, reported=case.reported,
+        **{**case.camera, "runtime": runtime},
     )  # fmt: skip
     assert [(e.kind.value, e.plate) for e in r.sink.events] == case.events
     got = {k: getattr(r.stats, k) for k in case.stats}
-    assert got == case.stats
-    assert {k: r.drops(k) for k in case.drops} == case.drops
+    drops = {k: r.drops(k) for k in case.drops}
+    if case.live and case.fail and ahead > 1:
+        # frames already in flight when a detection fails are tracked, not dropped: how
+        # many depends on thread timing, so the split moves; none is lost or counted twice
+        assert r.stats.frames + drops["detector_down"] == case.frames
+        assert r.stats.detect_failures == case.stats["detect_failures"]
+        assert drops["detector_down"] >= 1
+    else:
+        assert got == case.stats
+        assert drops == case.drops
     if case.directions is not None:
         assert [e.direction and e.direction.value for e in r.sink.events] == case.directions
     for e in r.sink.events:

@@ -179,6 +179,54 @@ def test_frames_of_two_cameras_are_batched_together(
     assert executions < inferences, (inferences, executions)
 
 
+def test_requests_in_flight_at_once_each_use_their_own_shared_memory(
+    triton: TritonProcess, demo_frame: np.ndarray
+) -> None:
+    """A camera detecting ahead (``runtime.detect_ahead``) has several requests in flight
+    on one client: each leases its own registered region, so no frame is overwritten by
+    the next one before the server reads it; every answer is its own frame's, and the
+    regions are unregistered when the client closes."""
+    offsets = [(40 * k, 30 * k) for k in range(6)]
+    frames = [transformed(demo_frame, (720, 1280), 1.0, off) for off in offsets]
+    shared = AlprClient(triton.grpc_url, shared_memory=True)
+    plain = AlprClient(triton.grpc_url)
+    found: dict[int, np.ndarray] = {}
+    start = threading.Barrier(3)
+
+    wrong: list[str] = []
+
+    def camera(k: int) -> None:
+        start.wait()
+        for _ in range(4):
+            for i in range(k, len(frames), 3):
+                (got,) = shared.locate_plates([frames[i][0]])
+                best = max(range(len(got)), key=lambda j: float(got.scores[j]), default=None)
+                box = None if best is None else tuple(map(float, got.boxes[best]))
+                if box is None or iou(box, frames[i][1]) < 0.5:
+                    wrong.append(f"frame {i}: {box} is not {frames[i][1]}")
+                found[i] = np.asarray(box)
+
+    try:
+        threads = [threading.Thread(target=camera, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert not wrong, wrong
+        assert sorted(found) == list(range(len(frames)))  # every thread ran to the end
+        names = shared.shm_regions
+        assert 1 <= len(names) <= 3 and set(names) <= _regions(plain)
+    finally:
+        shared.close()
+    assert not set(names) & _regions(plain)
+    plain.close()
+
+
+def _regions(client: AlprClient) -> set[str]:
+    regions = client.client.get_system_shared_memory_status(as_json=True).get("regions", {})
+    return set(regions) if isinstance(regions, dict) else {r["name"] for r in regions}
+
+
 def test_the_provisioned_locator_network_is_the_plate_detectors(weights: Path) -> None:
     """One YOLO plate network, installed for both models by ``alpr-models fetch``."""
     from ensemble.ops.provision import sha256_of

@@ -230,6 +230,7 @@ def run(args: argparse.Namespace) -> int:
         summary = {
             **asdict(stats),
             "fps": fps,
+            "steady_fps": stats.steady_fps(),
             "cpu_s": cpu_s,
             "camera": args.camera,
             "read_requests": edge.worker.requests,

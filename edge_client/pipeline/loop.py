@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import deque
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from edge_client.unread import UnreadCropStore
 from edge_client.zones.filter import ZoneFilter
 from ensemble.image_io import encode_jpeg
 
+from .ahead import DetectAhead, Detected
 from .cache import LoopCache
 from .events import event_id, track_event
 from .modes import mode_for
@@ -73,7 +75,7 @@ class CameraPipeline:
         self.stats = PipelineStats(started=now)
         self.run_id = stages.new_id()[:8]
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=self.rt.frame_queue)
-        self._detect_after = 0.0  # monotonic time before which detection is not retried
+        self._detect_after = 0.0  # monotonic time before which no frame is sent to detect
         self._detect_retry = self.rt.detect_backoff.retry()
         self._read_retry = self.rt.read_backoff.retry()
         self._last_status = now
@@ -85,6 +87,9 @@ class CameraPipeline:
 
     # --- main loop ---------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> PipelineStats:
+        """Frames in order through detection (up to ``runtime.detect_ahead`` requests in
+        flight) and tracking (one frame at a time, in order), until the source ends or
+        ``stop`` is set."""
         stop = stop or threading.Event()
         st = self.stages
         st.resume.load_reported()
@@ -92,30 +97,56 @@ class CameraPipeline:
         if start:
             log.info("camera %s: resuming at frame %d", self.id, start)
         source = self.source = st.source(self.id, self.frames, start).start()
-        held: Frame | None = None  # a file frame waiting for the detector to come back
+        depth = self.rt.detect_ahead
+        ahead = DetectAhead(depth, self._call_detector)
+        # frames taken from the source but not yet sent: a file frame whose detection failed
+        # (held until the server answers: nothing lost), or one put back while the frames
+        # in flight are tracked first (the zone's idle skipping needs their tracks)
+        nxt: deque[tuple[Frame, bool]] = deque()  # (frame, already admitted by the zone)
+        ended = drain = False
         try:
             while not stop.is_set():
                 self._apply_outcomes()
                 self._retry_due()
-                if held is not None:
-                    frame: Frame | None = held
-                    st.sleep(min(self.rt.poll_s, max(0.0, self._detect_after - st.monotonic())))
+                if ahead.window and (drain or ended or ahead.full() or ahead.oldest_done()):
+                    self._resolve(ahead, nxt, source.live)
+                    drain = drain and bool(ahead.window)
+                    self._periodic(source)
+                    continue
+                if nxt:
+                    frame, admitted = nxt.popleft()
+                elif ended:
+                    break
                 else:
                     try:
-                        frame = self.frames.get(timeout=self.rt.poll_s)
+                        got = self.frames.get(timeout=self.rt.poll_s if not ahead.window else 0)
                     except queue.Empty:
+                        if ahead.window:  # nothing new yet: track what is in flight
+                            self._resolve(ahead, nxt, source.live)
                         continue
-                if frame is END:
-                    break
-                assert frame is not None
-                done = self._process(frame)
-                # a live camera moves on (frames are dropped and counted); a file is not
-                # real time, so its frame is held until the server answers: nothing lost
-                held = frame if not done and not source.live else None
-                if not done and source.live:
-                    self.metrics.frames_dropped.labels(self.id, "detector_down").inc()
+                    if got is END:
+                        ended = True
+                        continue
+                    assert got is not None
+                    frame, admitted = got, False
+                if not admitted and ahead.window and self.zones.may_skip():
+                    nxt.appendleft((frame, False))  # decide on it once the zone is current
+                    drain = True
+                    continue
+                if not admitted and self._skipped(frame):
+                    continue
+                wait = self._detect_after - st.monotonic()
+                if wait > 0:  # the detector failed: a live camera moves on (frames are
+                    if source.live:  # dropped and counted), a file waits for the server
+                        self.metrics.frames_dropped.labels(self.id, "detector_down").inc()
+                    else:
+                        nxt.appendleft((frame, True))
+                        st.sleep(min(self.rt.poll_s, wait))
+                    continue
+                ahead.send(frame)
                 self._periodic(source)
         finally:
+            ahead.close()
             source.stop()
             self._flush(graceful=not stop.is_set())
             self._save_cursor()
@@ -169,43 +200,59 @@ class CameraPipeline:
         self.stages.resume.save_cursor(min([*pending, self._last_frame]))
 
     # --- per frame ---------------------------------------------------------------
-    def _detect(self, frame: Frame) -> Detections | None:
+    def _skipped(self, frame: Frame) -> bool:
+        """The zone is empty and this frame is not looked at (``zone.idle_every``)."""
+        if not self.zones.skip(frame):
+            return False
+        self._last_frame = frame.index
+        self.stats.idle_skipped += 1
+        self.metrics.frames_dropped.labels(self.id, "zone_idle").inc()
+        return True
+
+    def _call_detector(self, frame: Frame) -> Detected:
+        """The detector on one frame (in a ``DetectAhead`` worker when detecting ahead)."""
         st = self.stages
-        if st.monotonic() < self._detect_after:
-            return None
         t0 = st.monotonic()
         image, offset = self.zones.detector_input(frame.image)
+        dets = st.detector.detect([image])[0]
+        return Detected(dets, offset, st.monotonic() - t0)
+
+    def _resolve(self, ahead: DetectAhead, nxt: deque[tuple[Frame, bool]], live: bool) -> None:
+        """The oldest frame in flight: track it, or, when its detection failed, back off
+        and drop it (live) or send it and every later frame in flight again (file)."""
+        frame, future = ahead.pop()
         try:
-            dets = st.detector.detect([image])[0]
+            got = future.result()
         except Exception as exc:  # unreachable or failing server: keep decoding, back off
             self.stats.detect_errors += 1
             self.stats.detect_failures += 1
             self.metrics.triton_errors.labels(self.id, "detector").inc()
             wait = self._detect_retry.fail()
-            self._detect_after = st.monotonic() + wait
+            self._detect_after = self.stages.monotonic() + wait
             log.warning("camera %s: detection failed (%s); retrying in %.1fs", self.id, exc, wait)
-            return None
+            if live:
+                self.metrics.frames_dropped.labels(self.id, "detector_down").inc()
+            else:
+                later = ahead.clear()  # answered or not, detected again after the pause
+                nxt.extendleft(reversed([(f, True) for f in [frame, *later]]))
+            return
         self.stats.detect_errors = 0
         self._detect_retry.reset()
         self.metrics.triton_calls.labels(self.id, "detector").inc()
-        self.metrics.stage_seconds.labels(self.id, "detect").observe(st.monotonic() - t0)
-        return self.zones.keep(dets, offset, (frame.image.shape[0], frame.image.shape[1]))
+        self.metrics.stage_seconds.labels(self.id, "detect").observe(got.seconds)
+        hw = (frame.image.shape[0], frame.image.shape[1])
+        self._track(frame, self.zones.keep(got.detections, got.offset, hw))
 
-    def _process(self, frame: Frame) -> bool:
-        """Detect, track and schedule reads for one frame; False when detection failed."""
-        if self.zones.skip(frame):
-            self._last_frame = frame.index
-            self.stats.idle_skipped += 1
-            self.metrics.frames_dropped.labels(self.id, "zone_idle").inc()
-            return True
-        dets = self._detect(frame)
-        if dets is None:
-            return False
+    def _track(self, frame: Frame, dets: Detections) -> None:
+        """Track one detected frame and schedule reads."""
         st = self.stages
         self._last_frame = frame.index
         self.stats.frames += 1
         self.metrics.frames.labels(self.id).inc()
         t0 = st.monotonic()
+        self.stats.last_frame_at = t0
+        if self.stats.first_frame_at is None:
+            self.stats.first_frame_at = t0
         tracked: list[TrackedBox] = st.tracker.update(dets)
         self.metrics.stage_seconds.labels(self.id, "track").observe(st.monotonic() - t0)
         for tb in tracked:
@@ -220,7 +267,6 @@ class CameraPipeline:
             gone = self.book.get(tid)
             if gone is not None:
                 self._close(gone)
-        return True
 
     def _offer(self, rec: TrackRecord, box: Box, frame: Frame) -> None:
         """Offer the track a crop of ``box``: from the matched main-stream frame when there

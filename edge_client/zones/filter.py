@@ -57,6 +57,13 @@ class ZoneFilter:
             return False
         return self._seen % zone.idle_every != 0
 
+    def may_skip(self) -> bool:
+        """Whether ``skip`` may say True for the next frame: the zone is empty (as of the
+        last detected frame) and it skips frames. The loop tracks the frames in flight
+        before asking ``skip`` then, so the answer rests on every earlier frame."""
+        zone = self.zone
+        return zone is not None and zone.idle_every > 1 and not self._busy
+
     def detector_input(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """The pixels to detect on and their offset in the frame: the zone's padded
         bounding box with ``crop_detection``, else the whole frame."""
