@@ -22,12 +22,15 @@ from ensemble.contracts import DET_SIZE
 
 
 class SystemShmInput:
-    """One registered input region sized for ``max_batch`` letterboxed RGB frames."""
+    """One registered input region of ``size`` bytes (by default room for ``max_batch``
+    letterboxed frames at the largest side)."""
 
-    def __init__(self, client: grpcclient.InferenceServerClient, max_batch: int = 16) -> None:
+    def __init__(
+        self, client: grpcclient.InferenceServerClient, max_batch: int = 16, size: int = 0
+    ) -> None:
         self.client = client
         self.frame_bytes = DET_SIZE * DET_SIZE * 3
-        self.size = self.frame_bytes * max_batch
+        self.size = size or self.frame_bytes * max_batch
         self.max_batch = max_batch
         self.name = f"alpr-in-{uuid.uuid4().hex[:12]}"
         self.key = f"/{self.name}"
@@ -48,7 +51,7 @@ class SystemShmInput:
                 f"expected uint8 [B, S, S, 3] with S <= {DET_SIZE}, got {batch.dtype} {batch.shape}"
             )
         if batch.nbytes > self.size:
-            raise ValueError(f"batch of {len(batch)} exceeds the region's {self.max_batch} frames")
+            raise ValueError(f"batch of {batch.nbytes} bytes exceeds the region's {self.size}")
         shm.set_shared_memory_region(self.handle, [np.ascontiguousarray(batch)])
         t = grpcclient.InferInput(name, list(batch.shape), "UINT8")
         t.set_shared_memory(self.name, batch.nbytes)
@@ -67,11 +70,12 @@ class SystemShmInput:
 class ShmPool:
     """The regions one client holds with one server: a request leases a region for as long
     as it is in flight, so concurrent requests (a camera detecting ahead) never write over
-    each other's frames. Regions are made on demand, as many as requests ever overlapped,
-    and reused; ``close`` unregisters and frees them all."""
+    each other's frames. A region is made on demand, sized for the request that needed it
+    (one 416 px frame: 0.5 MB; a camera's requests are all alike), as many as requests ever
+    overlapped, and reused; ``close`` unregisters and frees them all."""
 
-    def __init__(self, client: grpcclient.InferenceServerClient, max_batch: int = 16) -> None:
-        self.client, self.max_batch = client, max_batch
+    def __init__(self, client: grpcclient.InferenceServerClient) -> None:
+        self.client = client
         self._lock = threading.Lock()
         self._free: list[SystemShmInput] = []
         self._all: list[SystemShmInput] = []
@@ -83,14 +87,23 @@ class ShmPool:
         with self._lock:
             return [r.name for r in self._all]
 
+    @property
+    def total_bytes(self) -> int:
+        with self._lock:
+            return sum(r.size for r in self._all)
+
     @contextmanager
-    def lease(self) -> Iterator[SystemShmInput]:
+    def lease(self, nbytes: int) -> Iterator[SystemShmInput]:
+        """A free region of at least ``nbytes`` (the smallest that fits), or a new one."""
         with self._lock:
             if self.closed:
                 raise RuntimeError("the shared-memory pool is closed")
-            region = self._free.pop() if self._free else None
+            fits = [r for r in self._free if r.size >= nbytes]
+            region = min(fits, key=lambda r: r.size) if fits else None
+            if region is not None:
+                self._free.remove(region)
         if region is None:
-            region = SystemShmInput(self.client, self.max_batch)
+            region = SystemShmInput(self.client, size=nbytes)
             with self._lock:
                 self._all.append(region)
         try:

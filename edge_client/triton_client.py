@@ -229,7 +229,7 @@ class _Replica:
         if not shared:
             yield _tensor(IMAGE, boxed, "UINT8")
             return
-        with self.regions().lease() as region:
+        with self.regions().lease(boxed.nbytes) as region:
             yield region.tensor(IMAGE, boxed)
 
     def close(self) -> None:

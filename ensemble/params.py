@@ -57,8 +57,8 @@ Threads = Annotated[
     Field(
         ge=0,
         le=256,
-        description="onnxruntime intra-op threads; 0: OVR_ALPR_ORT_THREADS or onnxruntime's "
-        "default",
+        description="onnxruntime intra-op threads; 0: OVR_ALPR_ORT_THREADS, else the usable "
+        "cores split among the model's CPU instances (onnxruntime's default for one instance)",
     ),
 ]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -275,11 +275,45 @@ def parse_params(
         ) from None
 
 
-def load_params(cls: type[P], config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> P:
+def cpu_instances(config: Mapping[str, Any]) -> int:
+    """How many CPU instances of the model Triton runs (``instance_group``; 1 without)."""
+    groups = config.get("instance_group") or []
+    n = sum(int(g.get("count", 1)) for g in groups if g.get("kind", "KIND_CPU") == "KIND_CPU")
+    return max(1, n)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity: a container's cpuset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def threads_per_instance(instances: int, cores: int) -> int | None:
+    """Intra-op threads for each of ``instances`` CPU instances sharing ``cores``: the
+    cores split among them (at least 1 each), so instances running at once do not fight
+    over the same cores; None (onnxruntime's default, every core) for a single one."""
+    return None if instances <= 1 else max(1, cores // instances)
+
+
+def load_params(
+    cls: type[P],
+    config: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    cores: int | None = None,
+) -> P:
     """The typed parameters of a model from its parsed config (what Triton passes to
-    ``initialize``); the error names the config's model (``name``, else ``cls.KIND``)."""
+    ``initialize``); the error names the config's model (``name``, else ``cls.KIND``).
+
+    ``intra_op_threads`` 0 (not set) with ``OVR_ALPR_ORT_THREADS`` unset and several CPU
+    instances becomes the usable ``cores`` split among them (``threads_per_instance``)."""
     model = str(config.get("name") or cls.KIND)
-    return parse_params(cls, model, string_params(config), env)
+    params = parse_params(cls, model, string_params(config), env)
+    env = os.environ if env is None else env
+    if params.intra_op_threads or env.get("OVR_ALPR_ORT_THREADS"):
+        return params
+    split = threads_per_instance(cpu_instances(config), cores or usable_cores())
+    return params if split is None else params.model_copy(update={"intra_op_threads": split})
 
 
 def model_kind(model_py: str) -> str | None:

@@ -33,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,12 @@ from ensemble.contracts import PLATE_LOCATOR  # noqa: E402
 from ensemble.engines import VehicleDetector  # noqa: E402
 from ensemble.image_io import encode_jpeg  # noqa: E402
 from ensemble.ops.server_process import inference_counts, start_triton  # noqa: E402
-from ensemble.params import PlateLocatorParams  # noqa: E402
+from ensemble.params import (  # noqa: E402
+    PlateLocatorParams,
+    cpu_instances,
+    threads_per_instance,
+    usable_cores,
+)
 from ensemble.preprocess import letterbox  # noqa: E402
 
 CROPS = Crops()  # the plates camera's crop defaults, as edge-client reads them
@@ -76,36 +83,59 @@ def plate_accuracy(reported: list[str], truth: list[str]) -> dict[str, float | i
     }  # fmt: skip
 
 
-def locator_file(triton_url: str) -> str:
-    """The ONNX file the running ``plate_locator`` serves (its ``onnx_file`` parameter)."""
+def served_locator(triton_url: str) -> tuple[str, int]:
+    """The ONNX file the running ``plate_locator`` serves (its ``onnx_file`` parameter) and
+    its number of CPU instances."""
     grpc = grpcclient.InferenceServerClient(triton_url)
     try:
         cfg = grpc.get_model_config(PLATE_LOCATOR, as_json=True)["config"]
     finally:
         grpc.close()
     param = cfg.get("parameters", {}).get("onnx_file", {}).get("string_value")
-    return str(param or PlateLocatorParams.model_fields["onnx_file"].default)
+    return str(param or PlateLocatorParams.model_fields["onnx_file"].default), cpu_instances(cfg)
 
 
-def model_ceiling(video_frames: list[np.ndarray], side: int, onnx_file: str) -> dict[str, Any]:
-    """The locator's network alone, in process (onnxruntime's default threads)."""
-    det = VehicleDetector(
-        REPO / "model_repository" / PLATE_LOCATOR / "1" / onnx_file,
-        classes=(0,),
-        input_size=side,
-    )
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median fps (the lower middle one), with every run's fps."""
+    ordered = sorted(runs, key=lambda r: r["fps"])
+    return {**ordered[(len(ordered) - 1) // 2], "runs_fps": [r["fps"] for r in runs]}
+
+
+def model_ceiling(
+    video_frames: list[np.ndarray], side: int, onnx_file: str, sessions: int = 1
+) -> dict[str, Any]:
+    """The locator's network alone, in process: one session with onnxruntime's default
+    threads, one frame at a time (``sessions`` 1); or ``sessions`` single-purpose sessions
+    splitting the cores (``threads_per_instance``, as the served instances do), each in its
+    own thread on every ``sessions``-th frame."""
+    threads = threads_per_instance(sessions, usable_cores())
+    path = REPO / "model_repository" / PLATE_LOCATOR / "1" / onnx_file
+    nets = [
+        VehicleDetector(path, classes=(0,), input_size=side, threads=threads)
+        for _ in range(sessions)
+    ]
     boxed = [
         np.ascontiguousarray(letterbox(f, side, fast=True)[0][..., ::-1])[None]
         for f in video_frames
     ]
     sizes = [f.shape[:2] for f in video_frames]
-    det.detect(boxed[0], [sizes[0]])  # warm-up
+    for det in nets:
+        det.detect(boxed[0], [sizes[0]])  # warm-up
+
+    def share(k: int) -> None:
+        for i in range(k, len(boxed), sessions):
+            nets[k].detect(boxed[i], [sizes[i]])
+
     t0, cpu0 = time.perf_counter(), time.process_time()
-    for b, hw in zip(boxed, sizes, strict=True):
-        det.detect(b, [hw])
+    if sessions == 1:
+        share(0)
+    else:
+        with ThreadPoolExecutor(sessions) as pool:
+            list(pool.map(share, range(sessions)))
     dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {"frames": len(boxed), "seconds": dt, "fps": len(boxed) / dt, "input_side": side,
-            "onnx_file": onnx_file, "cpu_ms_per_frame": 1000 * cpu / len(boxed)}  # fmt: skip
+            "onnx_file": onnx_file, "sessions": sessions, "threads_per_session": threads,
+            "cpu_ms_per_frame": 1000 * cpu / len(boxed)}  # fmt: skip
 
 
 def camera_config(
@@ -179,13 +209,20 @@ def track_result(s: dict[str, Any], truth: list[str]) -> dict[str, Any]:
 
 
 def side_by_side(
-    new_cfg: Path, old_cfg: Path, truth: list[str], repeats: int, server_pid: int | None
+    new_cfg: Path,
+    old_cfg: Path,
+    truth: list[str],
+    repeats: int,
+    server_pid: int | None,
+    before_each: Callable[[], None] = lambda: None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The new and the old path ``repeats`` times each, alternating (machine noise hits
-    both alike): the worst run's plates and counts, the median fps, every run's fps and
-    plates; with ``server_pid`` the server's CPU per frame (median) too."""
+    both alike), ``before_each`` (the model ceilings) before every pair: the worst run's
+    plates and counts, the median fps, every run's fps and plates; with ``server_pid`` the
+    server's CPU per frame (median) too."""
     runs: dict[str, list[dict[str, Any]]] = {"new": [], "old": []}
     for _ in range(repeats):
+        before_each()
         for key, cfg in (("new", new_cfg), ("old", old_cfg)):
             cpu0 = tree_cpu_s(server_pid) if server_pid else 0.0
             res = track_result(run_cameras(cfg, 1)[0], truth)
@@ -305,17 +342,26 @@ def main(argv: list[str] | None = None) -> int:
         client = AlprClient(triton_url)
         demo_frames = read_frames(video)
         side = client.input_side(PLATE_LOCATOR)
-        print("model ceiling ...", file=sys.stderr)
-        served = locator_file(triton_url)
-        ceiling = model_ceiling(demo_frames, side, served)
-        ceiling_fp32 = model_ceiling(demo_frames, side, FP32_FILE) if served != FP32_FILE else None
-        print(f"plates (locator) and plates_before (detector), {args.repeats} runs each, "
-              "alternating ...", file=sys.stderr)  # fmt: skip
+        served, instances = served_locator(triton_url)
+        ceilings: dict[str, list[dict[str, Any]]] = {"one": [], "instances": []}
+
+        def measure_ceilings() -> None:
+            print("model ceilings ...", file=sys.stderr)
+            ceilings["one"].append(model_ceiling(demo_frames, side, served))
+            ceilings["instances"].append(
+                model_ceiling(demo_frames, side, served, sessions=instances)
+            )
+
+        print(f"model ceilings, plates (locator) and plates_before (detector), {args.repeats} "
+              "runs each, alternating ...", file=sys.stderr)  # fmt: skip
         new, old = side_by_side(
             camera_config(work, "new", video, triton_url, redis_url, finder="locator"),
             camera_config(work, "old", video, triton_url, redis_url, finder="detector"),
             truth, args.repeats, server.proc.pid if server is not None else None,
+            before_each=measure_ceilings,
         )  # fmt: skip
+        ceiling, ceiling_instances = median_run(ceilings["one"]), median_run(ceilings["instances"])
+        ceiling_fp32 = model_ceiling(demo_frames, side, FP32_FILE) if served != FP32_FILE else None
         print("per-frame reading ...", file=sys.stderr)
         frame = per_frame(client, demo_frames, truth)
         clip_result: dict[str, Any] | None = None
@@ -355,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         "plates_speedup": new["fps"] / old["fps"],
         "model_ceiling_fps": ceiling["fps"],
         "fps_over_model_ceiling": new["fps"] / ceiling["fps"],
+        "model_ceiling_instances_fps": ceiling_instances["fps"],
+        "fps_over_model_ceiling_instances": new["fps"] / ceiling_instances["fps"],
+        "cameras8_over_model_ceiling": (
+            cams["8"]["aggregate_fps"] / ceiling["fps"] if "8" in cams else None
+        ),
         "ocr_calls_per_frame_over_per_track": frame["ocr_calls"] / max(1, new["ocr_calls"]),
         "cpu_ms_per_frame": {
             "model_ceiling": ceiling["cpu_ms_per_frame"],
@@ -369,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         "clip": clip_result,
         "cameras": cams,
         "model_ceiling": ceiling,
+        "model_ceiling_instances": ceiling_instances,
         "model_ceiling_fp32": ceiling_fp32,
         "plates": new,
         "plates_before": old,
@@ -385,8 +437,14 @@ def main(argv: list[str] | None = None) -> int:
                    "detected",
             "model_ceiling_fps": "the locator's ONNX network (the file plate_locator serves) + "
                                  "YOLO decoding in process (onnxruntime default threads), "
-                                 "frames letterboxed beforehand; model_ceiling_fp32: the same "
-                                 "with the float network",
+                                 "frames letterboxed beforehand, one at a time; measured "
+                                 "before every pair of runs, the median (every one in "
+                                 "model_ceiling.runs_fps); model_ceiling_fp32: the same with "
+                                 "the float network, once",
+            "model_ceiling_instances_fps": "the same network as the server runs it: one "
+                                           "session per served plate_locator instance, the "
+                                           "cores split among them, each in its own thread "
+                                           "on every n-th frame",
             "plates_fps": "median over --repeats runs, new and before alternating; each run's "
                           "fps in plates.runs_fps / plates_before.runs_fps",
             "accuracy": "distinct plates reported correctly / max(truth plates, distinct "

@@ -39,8 +39,13 @@ def test_bench_edge_smoke(
     cpu = res["cpu_ms_per_frame"]  # the edge client's own loop CPU; no server of its own here
     assert cpu["model_ceiling"] > 0 and cpu["plates_edge"] > 0 and cpu["plates_before_edge"] > 0
     assert cpu["plates_server"] is None and cpu["plates_before_server"] is None
-    for key in ("plates_fps", "plates_fps_before", "model_ceiling_fps", "fps_over_model_ceiling"):
+    for key in ("plates_fps", "plates_fps_before", "model_ceiling_fps", "fps_over_model_ceiling",
+                "model_ceiling_instances_fps", "fps_over_model_ceiling_instances"):  # fmt: skip
         assert math.isfinite(res[key]) and res[key] > 0, key
+    # the second ceiling runs the network as the server does: one session per instance
+    assert res["model_ceiling"]["sessions"] == 1
+    assert res["model_ceiling_instances"]["sessions"] == 2  # plate_locator's instance_group
+    assert res["cameras8_over_model_ceiling"] is None  # the smoke runs 1 and 2 cameras
     # N cameras at once: every camera reports all plates; Triton's counters cover the run
     assert set(res["cameras"]) == {"1", "2"}
     for n, cam in res["cameras"].items():

@@ -21,6 +21,7 @@ from ensemble.params import (
     ModelParamsError,
     PlateDetectorParams,
     PlateEngine,
+    PlateLocatorParams,
     PlateOcrParams,
     RawNetParams,
     ReaderName,
@@ -28,6 +29,7 @@ from ensemble.params import (
     VehicleDetectorParams,
     load_params,
     parse_params,
+    threads_per_instance,
 )
 from ensemble.serving import BUILDERS, build_plate_detector, build_plate_ocr, check_tensors
 
@@ -178,6 +180,41 @@ def test_committed_configs_load_as_typed_parameters() -> None:
     assert got["plate_ocr"] == PlateOcrParams()  # the config spells out the defaults
     assert got["plate_detector"] == PlateDetectorParams()
     assert got["vehicle_detector"] == VehicleDetectorParams()
+
+
+@pytest.mark.parametrize(
+    ("instances", "cores", "threads"),
+    [(1, 2, None), (1, 16, None), (2, 2, 1), (2, 16, 8), (3, 16, 5), (4, 2, 1), (2, 1, 1)],
+)
+def test_cores_are_split_among_instances(instances: int, cores: int, threads: int | None) -> None:
+    assert threads_per_instance(instances, cores) == threads
+
+
+def group(*counts: int, kind: str = "KIND_CPU") -> dict[str, Any]:
+    return {"instance_group": [{"count": c, "kind": kind} for c in counts]}
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "threads"),
+    [
+        ({}, {}, 0),  # no instance_group: one instance, onnxruntime's default
+        (group(1), {}, 0),
+        (group(2), {}, 4),  # 8 cores / 2 instances
+        (group(1, 3), {}, 2),  # every CPU group counts
+        (group(2, kind="KIND_GPU"), {}, 0),  # GPU instances do not share the host's cores
+        (group(2), {"OVR_ALPR_ORT_THREADS": "3"}, 0),  # the operator's choice wins (engines)
+        ({**group(2), "parameters": {"intra_op_threads": {"string_value": "6"}}}, {}, 6),
+    ],
+)
+def test_unset_threads_share_the_cores_among_instances(
+    config: dict[str, Any], env: dict[str, str], threads: int
+) -> None:
+    assert load_params(PlateLocatorParams, config, env=env, cores=8).intra_op_threads == threads
+
+
+def test_the_locator_runs_two_single_threaded_instances_on_two_cores() -> None:
+    config = triton_config(MODELS / "plate_locator" / "config.pbtxt")
+    assert load_params(PlateLocatorParams, config, env={}, cores=2).threads == 1
 
 
 @pytest.mark.parametrize("model", ["vehicle_detector", "plate_detector", "plate_ocr"])

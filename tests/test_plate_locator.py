@@ -216,6 +216,8 @@ def test_requests_in_flight_at_once_each_use_their_own_shared_memory(
         assert sorted(found) == list(range(len(frames)))  # every thread ran to the end
         names = shared.shm_regions
         assert 1 <= len(names) <= 3 and set(names) <= _regions(plain)
+        sizes = _region_sizes(plain)  # each sized for its request: one 416 px frame
+        assert all(sizes[n] == LOCATOR_SIZE * LOCATOR_SIZE * 3 for n in names), sizes
     finally:
         shared.close()
     assert not set(names) & _regions(plain)
@@ -223,8 +225,13 @@ def test_requests_in_flight_at_once_each_use_their_own_shared_memory(
 
 
 def _regions(client: AlprClient) -> set[str]:
+    return set(_region_sizes(client))
+
+
+def _region_sizes(client: AlprClient) -> dict[str, int]:
     regions = client.client.get_system_shared_memory_status(as_json=True).get("regions", {})
-    return set(regions) if isinstance(regions, dict) else {r["name"] for r in regions}
+    listed = regions.values() if isinstance(regions, dict) else regions
+    return {r["name"]: int(r.get("byte_size", 0)) for r in listed}
 
 
 def test_the_provisioned_locator_network_is_the_plate_detectors(weights: Path) -> None:
