@@ -38,7 +38,10 @@ class ModelFileMissingError(FileNotFoundError):
         super().__init__(f"model weights not found at {path}; run `alpr-models fetch` first")
 
 
-def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+def session(path: Path, threads: int | None = None, arena: bool = True) -> ort.InferenceSession:
+    """An onnxruntime CPU session: ``threads`` intra-op threads (None: the default),
+    no spinning, ``arena``: onnxruntime's CPU memory arena (``OVR_ALPR_ORT_ARENA`` 0 / 1
+    overrides)."""
     if not path.is_file():
         raise ModelFileMissingError(path)
     opts = ort.SessionOptions()
@@ -50,6 +53,8 @@ def session(path: Path, threads: int | None = None) -> ort.InferenceSession:
     spin = os.environ.get("OVR_ALPR_ORT_SPIN", "0")
     opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    arena_env = os.environ.get("OVR_ALPR_ORT_ARENA", "")
+    opts.enable_cpu_mem_arena = arena if arena_env not in ("0", "1") else arena_env == "1"
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -67,6 +72,7 @@ class VehicleDetector:
         agnostic_nms: bool = True,
         net: RawNet | None = None,
         input_size: int = DET_SIZE,
+        arena: bool = True,
     ) -> None:
         """Run the network from ``path`` with onnxruntime, or through ``net`` (e.g. a
         TensorRT engine served by Triton and called over BLS)."""
@@ -75,7 +81,7 @@ class VehicleDetector:
         if net is None:
             if path is None:
                 raise ValueError("VehicleDetector needs an ONNX path or a net callable")
-            sess = session(path, threads)
+            sess = session(path, threads, arena)
             name = sess.get_inputs()[0].name
             shape = sess.get_inputs()[0].shape
             self.fixed_size = isinstance(shape[2], int)

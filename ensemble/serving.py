@@ -364,6 +364,7 @@ def build_plate_locator(
         classes=(0,),
         agnostic_nms=True,
         input_size=input_side(config),
+        arena=p.memory_arena,
     )
     return PlateLocatorService(det)
 

@@ -161,7 +161,14 @@ def read_inputs(results: Path, server_file: str) -> Inputs:
          for n, c in cams.items()),
         key=lambda t: t[1],
     )  # fmt: skip
-    ceiling = _positive(_get(edge, edge_path, "model_ceiling_fps"), edge_path, "model_ceiling_fps")
+    ceiling_key = "model_ceiling_fps"  # the faster of the in-process ceilings bounds it
+    ceiling = _positive(_get(edge, edge_path, ceiling_key), edge_path, ceiling_key)
+    if edge.get("model_ceiling_instances_fps") is not None:
+        per_instance = _positive(
+            edge["model_ceiling_instances_fps"], edge_path, "model_ceiling_instances_fps"
+        )
+        if per_instance > ceiling:
+            ceiling_key, ceiling = "model_ceiling_instances_fps", per_instance
     veh_fps, veh_c = _best_triton(server, server_path, "vehicle_detector")
     alpr_fps, alpr_c = _best_triton(server, server_path, "alpr")
 
@@ -224,7 +231,7 @@ def read_inputs(results: Path, server_file: str) -> Inputs:
         bench_cores=Input(edge_cores, "cores", f"{e}: machine.cpus"),
         plates_model_only=Input(
             edge_cores / ceiling, "core-s per frame",
-            f"{e}: {edge_cores:g} cores / model_ceiling_fps {ceiling:.2f} (the locator network "
+            f"{e}: {edge_cores:g} cores / {ceiling_key} {ceiling:.2f} (the locator network "
             "alone, in process: the optimistic bound for plates mode)",
         ),
         machine_spread=spread,

@@ -280,3 +280,40 @@ def test_fused_reader_serves_ppocr_while_the_plate_model_is_missing(
     monkeypatch.setattr(registry, "ppocr_reader", lambda v, p: Built("ppocr", v, p))
     got: Any = registry.fused_reader(tmp_path, PlateOcrParams())
     assert got.name == "ppocr"
+
+
+@pytest.mark.parametrize(
+    ("arena", "env", "enabled"),
+    [
+        (True, None, True),
+        (False, None, False),
+        (True, "0", False),
+        (False, "1", True),
+        (False, "yes", False),
+    ],
+)
+def test_memory_arena_follows_the_parameter_unless_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arena: bool, env: str | None, enabled: bool
+) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ensemble.engines import session
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )  # fmt: skip
+    path = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    if env is None:
+        monkeypatch.delenv("OVR_ALPR_ORT_ARENA", raising=False)
+    else:
+        monkeypatch.setenv("OVR_ALPR_ORT_ARENA", env)
+    assert session(path, arena=arena).get_session_options().enable_cpu_mem_arena is enabled
+
+
+def test_the_locator_serves_without_the_memory_arena() -> None:
+    config = triton_config(MODELS / "plate_locator" / "config.pbtxt")
+    assert load_params(PlateLocatorParams, config, env={}).memory_arena is False
