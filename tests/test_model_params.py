@@ -314,6 +314,7 @@ def test_memory_arena_follows_the_parameter_unless_the_environment_says(
     assert session(path, arena=arena).get_session_options().enable_cpu_mem_arena is enabled
 
 
-def test_the_locator_serves_without_the_memory_arena() -> None:
+def test_the_locator_keeps_the_arena_with_batches_of_at_most_8() -> None:
     config = triton_config(MODELS / "plate_locator" / "config.pbtxt")
-    assert load_params(PlateLocatorParams, config, env={}).memory_arena is False
+    assert load_params(PlateLocatorParams, config, env={}).memory_arena is True
+    assert config["max_batch_size"] == 8  # the arena holds what the largest batch needed
