@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -461,6 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redis-url", help="use this running Redis")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (media, logs)")
     args = ap.parse_args(argv)
+    if not shutil.which("ffmpeg"):
+        print("bench_ingest: ffmpeg is needed to encode the clips (apt-get install ffmpeg)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     sizes = SMOKE if args.smoke else FULL
     if args.plates is not None:
         if not 1 <= args.plates <= len(DEFAULT_PLATES):
@@ -579,8 +584,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep:
         print(f"work folder: {work}")
     else:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -6,11 +6,14 @@ read, frames matched, corruption counted, fields as committed), never time."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from ensemble.ops.server_process import TritonProcess
 from tests.redis_server import RedisProc, redis_factory
@@ -29,6 +32,8 @@ def counted(decode: dict[str, Any]) -> int:
 def test_bench_ingest_smoke(
     triton: TritonProcess, redis_factory: Callable[..., RedisProc], tmp_path: Path
 ) -> None:
+    if not shutil.which("ffmpeg"):  # it encodes the H.264 clips (apt-get install ffmpeg)
+        pytest.skip("ffmpeg not installed (apt-get install ffmpeg)")
     redis = redis_factory()
     out = tmp_path / "ingest.json"
     cmd = [sys.executable, str(REPO / "scripts" / "bench_ingest.py"), "--smoke", "--out",
