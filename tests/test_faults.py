@@ -17,7 +17,7 @@ from conftest import MODEL_REPOSITORY, start_triton
 from redis_server import start_redis
 from test_edge_e2e import EDGE, events, write_config
 
-from ensemble.ops.server_process import free_port
+from ensemble.ops.server_process import free_port, free_ports
 
 pytestmark = pytest.mark.server
 
@@ -33,7 +33,8 @@ def test_tritonserver_killed_and_restarted(
     weights: Path, demo: tuple[Path, dict], tmp_path: Path
 ) -> None:
     video, truth = demo
-    ports = (free_port(), free_port(), free_port())
+    http, grpc, metrics = free_ports(3)
+    ports = (http, grpc, metrics)
     server = start_triton(MODEL_REPOSITORY, tmp_path / "triton.log", ports=ports)
     redis_proc = start_redis(tmp_path / "redis")
     config = write_config(tmp_path, server.grpc_url, redis_proc.url, video)

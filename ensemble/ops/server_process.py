@@ -28,6 +28,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int) -> tuple[int, ...]:
+    """``n`` distinct free ports, held open together while they are picked (so the kernel
+    cannot hand out the same one twice, as consecutive ``free_port`` calls sometimes did:
+    tritonserver then refused to start with HTTP and gRPC on one port)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return tuple(int(s.getsockname()[1]) for s in socks)
+    finally:
+        for s in socks:
+            s.close()
+
+
 def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
     """SIGTERM, then SIGKILL after ``timeout_s``: to the whole process group when ``proc``
     was started by ``procgroup.spawn`` (also when it already died and left children)."""
@@ -81,7 +95,7 @@ def start_triton(
     ``env``: variables added to this process's environment for the server (its models'
     ``model.py`` read some, e.g. ``OVR_ALPR_PLATE_ENGINE``)."""
     exe = shutil.which("tritonserver", path=str(Path(sys.executable).parent)) or "tritonserver"
-    http, grpc, metrics = ports or (free_port(), free_port(), free_port())
+    http, grpc, metrics = ports or free_ports(3)
     cmd = [
         exe, "--model-repository", str(repository), "--http-port", str(http),
         "--grpc-port", str(grpc), "--metrics-port", str(metrics), *(extra_args or []),
