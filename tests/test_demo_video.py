@@ -22,16 +22,8 @@ THREE = [("KV65BZR", "uk"), ("AB-123-CD", "eu"), ("RTX4E26", "br")]
 
 
 def frames_of(video: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(video))
-    assert cap.isOpened()
-    out = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        out.append(frame)
-    cap.release()
-    return out
+    assert cv2.VideoCapture(str(video)).isOpened()
+    return demo_video.read_frames(video)
 
 
 def overlap(a: list[int], b: list[int]) -> bool:
