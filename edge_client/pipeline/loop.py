@@ -108,10 +108,10 @@ class CameraPipeline:
             while not stop.is_set():
                 self._apply_outcomes()
                 self._retry_due()
+                self._periodic(source)  # every turn: heartbeats go on while frames drop
                 if ahead.window and (drain or ended or ahead.full() or ahead.oldest_done()):
                     self._resolve(ahead, nxt, source.live)
                     drain = drain and bool(ahead.window)
-                    self._periodic(source)
                     continue
                 if nxt:
                     frame, admitted = nxt.popleft()
@@ -144,7 +144,6 @@ class CameraPipeline:
                         st.sleep(min(self.rt.poll_s, wait))
                     continue
                 ahead.send(frame)
-                self._periodic(source)
         finally:
             ahead.close()
             source.stop()
