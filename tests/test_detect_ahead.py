@@ -21,10 +21,14 @@ class SlowDetector:
     """Takes longer on even frames (answers finish out of order); counts how many calls
     overlap; ``fail`` frames raise."""
 
-    def __init__(self, fail: frozenset[int] = frozenset()) -> None:
+    def __init__(self, fail: frozenset[int] = frozenset(), together: int = 1) -> None:
         self.fail, self.lock = fail, threading.Lock()
         self.running = self.most = 0
         self.threads: set[str] = set()
+        # the first ``together`` frames wait for each other: the window is filled however
+        # slowly the machine starts the workers
+        self.together = together
+        self.start = threading.Barrier(together)
 
     def __call__(self, f: Frame) -> Detected:
         with self.lock:
@@ -32,6 +36,8 @@ class SlowDetector:
             self.most = max(self.most, self.running)
             self.threads.add(threading.current_thread().name)
         try:
+            if f.index < self.together:
+                self.start.wait(timeout=10)
             time.sleep(0.03 if f.index % 2 == 0 else 0.005)
             if f.index in self.fail:
                 raise ConnectionError(f"frame {f.index}: detector unreachable")
@@ -57,7 +63,7 @@ def drive(ahead: DetectAhead, frames: int) -> list[tuple[int, str]]:
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 8])
 def test_answers_in_order_and_at_most_depth_at_once(depth: int) -> None:
-    det = SlowDetector(fail=frozenset({3}))
+    det = SlowDetector(fail=frozenset({3}), together=min(depth, 12))
     ahead = DetectAhead(depth, det)
     try:
         got = drive(ahead, 12)
