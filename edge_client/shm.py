@@ -22,16 +22,11 @@ from ensemble.contracts import DET_SIZE
 
 
 class SystemShmInput:
-    """One registered input region of ``size`` bytes (by default room for ``max_batch``
-    letterboxed frames at the largest side)."""
+    """One registered input region of ``size`` bytes (``ShmPool`` sizes it for a request)."""
 
-    def __init__(
-        self, client: grpcclient.InferenceServerClient, max_batch: int = 16, size: int = 0
-    ) -> None:
+    def __init__(self, client: grpcclient.InferenceServerClient, size: int) -> None:
         self.client = client
-        self.frame_bytes = DET_SIZE * DET_SIZE * 3
-        self.size = size or self.frame_bytes * max_batch
-        self.max_batch = max_batch
+        self.size = size
         self.name = f"alpr-in-{uuid.uuid4().hex[:12]}"
         self.key = f"/{self.name}"
         self.handle = shm.create_shared_memory_region(self.name, self.key, self.size)
